@@ -1,0 +1,146 @@
+"""Element-wise and row-wise activations: ReLU, log-softmax and dropout.
+
+Every kernel works on a flat (or 2-D) contiguous view; the functional
+wrappers restore the caller's shape.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+# ---------------------------------------------------------------------------
+# ReLU
+# ---------------------------------------------------------------------------
+def _relu_forward_kernel(x, out):
+    for i in prange(x.size):
+        v = x[i]
+        out[i] = 0 if v <= 0 else v  # NaN propagates, as in torch
+
+
+def _relu_backward_kernel(dout, out, dx):
+    for i in prange(dout.size):
+        dx[i] = 0 if out[i] <= 0 else dout[i]
+
+
+relu_forward_kernel = njit(parallel=True, cache=True)(_relu_forward_kernel)
+relu_backward_kernel = njit(parallel=True, cache=True)(_relu_backward_kernel)
+
+
+def relu_forward(x):
+    """``out = max(x, 0)``, any shape. Returns ``(out, cache)``."""
+    out = np.empty_like(x)
+    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out, out
+
+
+def relu_backward(dout, cache):
+    """``dx = dout * (x > 0)``.
+
+    Notes
+    -----
+    The derivative of max(x, 0) is 1 for x > 0 and 0 for x < 0; at x = 0
+    torch uses 0, and so do we (``out > 0`` is the same test as ``x > 0``).
+    """
+    out = cache
+    dx = np.empty_like(out)
+    relu_backward_kernel(np.ascontiguousarray(dout, dtype=out.dtype).reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+# ---------------------------------------------------------------------------
+# Log-softmax over the last axis of a 2-D array
+# ---------------------------------------------------------------------------
+def _log_softmax_forward_kernel(x, out):
+    """out[r, k] = x[r, k] - max_r - log(sum_j exp(x[r, j] - max_r)).
+
+    Subtracting the row max first keeps every exp() in (0, 1], so logits in
+    the thousands neither overflow nor turn into inf - inf.
+    """
+    R, K = x.shape
+    for r in prange(R):
+        m = x[r, 0]
+        for k in range(1, K):
+            if x[r, k] > m:
+                m = x[r, k]
+        s = 0.0
+        for k in range(K):
+            s += np.exp(x[r, k] - m)
+        shift = m + np.log(s)
+        for k in range(K):
+            out[r, k] = x[r, k] - shift
+
+
+def _log_softmax_backward_kernel(dout, out, dx):
+    """dx[r, k] = dout[r, k] - softmax[r, k] * sum_j dout[r, j], softmax = exp(out)."""
+    R, K = out.shape
+    for r in prange(R):
+        s = 0.0
+        for k in range(K):
+            s += dout[r, k]
+        for k in range(K):
+            dx[r, k] = dout[r, k] - np.exp(out[r, k]) * s
+
+
+log_softmax_forward_kernel = njit(parallel=True, cache=True)(_log_softmax_forward_kernel)
+log_softmax_backward_kernel = njit(parallel=True, cache=True)(_log_softmax_backward_kernel)
+
+
+def _rows(x, dim):
+    """View ``x`` with axis ``dim`` last, as a contiguous 2-D array of rows."""
+    moved = np.moveaxis(x, dim, -1)
+    return np.ascontiguousarray(moved).reshape(-1, x.shape[dim]), moved.shape
+
+
+def log_softmax_forward(x, dim=1):
+    """``log(softmax(x))`` along ``dim``, computed stably. Returns ``(out, cache)``."""
+    rows, moved_shape = _rows(x, dim)
+    out = np.empty_like(rows)
+    log_softmax_forward_kernel(rows, out)
+    return np.moveaxis(out.reshape(moved_shape), -1, dim), (out, dim, moved_shape)
+
+
+def log_softmax_backward(dout, cache):
+    """Backward of log-softmax.
+
+    Notes
+    -----
+    y_k = x_k - log(sum_j exp(x_j)), so dy_k/dx_i = [k = i] - softmax_i, and
+    dx_i = sum_k dout_k (delta_ki - softmax_i) = dout_i - softmax_i * sum_k dout_k.
+    """
+    out, dim, moved_shape = cache
+    drows, _ = _rows(np.asarray(dout, dtype=out.dtype), dim)
+    dx = np.empty_like(out)
+    log_softmax_backward_kernel(drows, out, dx)
+    return np.moveaxis(dx.reshape(moved_shape), -1, dim)
+
+
+# ---------------------------------------------------------------------------
+# Dropout
+# ---------------------------------------------------------------------------
+def _scale_by_mask_kernel(x, mask, scale, out):
+    for i in prange(x.size):
+        out[i] = x[i] * scale if mask[i] else 0
+
+
+scale_by_mask_kernel = njit(parallel=True, cache=True)(_scale_by_mask_kernel)
+
+
+def dropout_forward(x, p, rng):
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    Returns ``(out, cache)``; the cache is the keep mask and the scale.
+    ``p = 1`` zeroes everything, as torch does.
+    """
+    keep = rng.random(x.shape) >= p
+    scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
+    out = np.empty_like(x)
+    scale_by_mask_kernel(x.reshape(-1), keep.reshape(-1), scale, out.reshape(-1))
+    return out, (keep, scale)
+
+
+def dropout_backward(dout, cache):
+    """``dx = dout * keep / (1 - p)``: the same mask and scale as the forward."""
+    keep, scale = cache
+    dout = np.ascontiguousarray(dout)
+    dx = np.empty_like(dout)
+    scale_by_mask_kernel(dout.reshape(-1), keep.reshape(-1), scale, dx.reshape(-1))
+    return dx

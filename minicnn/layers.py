@@ -1,0 +1,471 @@
+"""Layers and losses with torch.nn's names, arguments and semantics.
+
+Each class is thin: it validates its arguments and input, owns its parameters
+and the cache of the last forward, and calls the functional kernels in
+``conv``, ``pool``, ``norm``, ``activation``, ``linear`` and ``loss``.
+"""
+import numbers
+
+import numpy as np
+
+from . import _checks as chk
+from .activation import (dropout_backward, dropout_forward, log_softmax_backward, log_softmax_forward,
+                         relu_backward, relu_forward)
+from .conv import conv2d_backward, conv2d_forward, conv2d_output_size
+from .init import default_generator, kaiming_uniform, fan_in, uniform
+from .linear import linear_backward, linear_forward
+from .loss import REDUCTIONS, cross_entropy_backward, cross_entropy_forward, nll_backward, nll_forward
+from .module import Module, Parameter
+from .norm import batchnorm_backward, batchnorm_forward
+from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_output_size
+
+
+class Conv2d(Module):
+    """2-D convolution over (N, C, H, W), like ``torch.nn.Conv2d``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (kh, kw)
+    stride, dilation : int or pair, >= 1
+    padding : int or pair (>= 0), or 'valid' (no padding) or 'same'
+        (output size equals input size; stride must be 1; an odd total padding
+        puts the extra row/column at the bottom/right, as torch does).
+    groups : int dividing both in_channels and out_channels
+    bias : bool
+    dtype : np.float32 (default) or np.float64
+    generator : numpy Generator for the initial weights (default: ``minicnn.manual_seed``'s)
+
+    Shapes: input (N, in_channels, H, W), output (N, out_channels, OH, OW),
+    ``O = floor((I + 2p - d(k-1) - 1) / s) + 1``; weight
+    (out_channels, in_channels // groups, kh, kw), bias (out_channels,).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, dtype=np.float32, generator=None):
+        super().__init__()
+        name = "Conv2d"
+        self.in_channels = chk.positive_int(name, "in_channels", in_channels)
+        self.out_channels = chk.positive_int(name, "out_channels", out_channels)
+        self.groups = chk.positive_int(name, "groups", groups)
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if value % groups:
+                raise ValueError(f"{name}: {arg} must be divisible by groups, got {arg}={value}, groups={groups}")
+        self.kernel_size = chk.pair(name, "kernel_size", kernel_size)
+        self.stride = chk.pair(name, "stride", stride)
+        self.dilation = chk.pair(name, "dilation", dilation)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"{name}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions, "
+                                 f"got stride={self.stride}")
+            self.padding = padding
+        else:
+            self.padding = chk.pair(name, "padding", padding, minimum=0)
+        self.dtype = chk.as_dtype(name, dtype)
+        rng = generator if generator is not None else default_generator()
+        shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = Parameter(kaiming_uniform(shape, self.dtype, rng))
+        self.bias = Parameter(uniform(out_channels, fan_in(shape) ** -0.5, self.dtype, rng)) if bias else None
+
+    def _pads(self):
+        """Padding per side, (top, bottom, left, right)."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            pads = []
+            for k, d in zip(self.kernel_size, self.dilation):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        ph, pw = self.padding
+        return (ph, ph, pw, pw)
+
+    def output_shape(self, input_shape):
+        """The output shape for an input of ``input_shape`` (N, C, H, W)."""
+        pt, pb, pl, pr = self._pads()
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        return (input_shape[0], self.out_channels,
+                conv2d_output_size(input_shape[2], kh, sh, pt, pb, dh),
+                conv2d_output_size(input_shape[3], kw, sw, pl, pr, dw))
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, (4,), self.dtype, channels=self.in_channels)
+        pads = self._pads()
+        padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        if padded[0] < extent[0] or padded[1] < extent[1]:
+            raise ValueError(f"{self._name()}: the kernel (extent d*(k-1)+1 = {extent}) is larger than the "
+                             f"padded input {padded} of input shape {x.shape}")
+        bias = None if self.bias is None else self.bias.data
+        out, self._cache = conv2d_forward(x, self.weight.data, bias, self.stride, pads, self.dilation, self.groups)
+        return out
+
+    def backward(self, grad_output):
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, self.output_shape(cache[0]), self.dtype)
+        dx, dw, db = conv2d_backward(dout, cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}, padding={self.padding!r}")
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class MaxPool2d(Module):
+    """2-D max-pooling over (N, C, H, W), like ``torch.nn.MaxPool2d``.
+
+    ``stride`` defaults to ``kernel_size``. ``padding`` (implicit -inf) is at
+    most half the effective kernel size ``d*(k-1)+1``. With ``ceil_mode`` the
+    output size rounds up, but a last window that would start in the right
+    padding is dropped. With ``return_indices`` the forward returns
+    ``(out, indices)`` (flat indices into each H*W plane).
+    Output size: ``O = floor((I + 2p - d(k-1) - 1) / s) + 1`` (ceil with ceil_mode).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        name = "MaxPool2d"
+        self.kernel_size = chk.pair(name, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else chk.pair(name, "stride", stride)
+        self.padding = chk.pair(name, "padding", padding, minimum=0)
+        self.dilation = chk.pair(name, "dilation", dilation)
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
+        if any(p > e // 2 for p, e in zip(self.padding, extent)):
+            raise ValueError(f"{name}: padding must be at most half of the effective kernel size "
+                             f"d*(k-1)+1 = {extent}, got padding={self.padding}")
+        self.return_indices = bool(return_indices)
+        self.ceil_mode = bool(ceil_mode)
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1]) + tuple(
+            maxpool2d_output_size(input_shape[2 + a], self.kernel_size[a], self.stride[a],
+                                  self.padding[a], self.dilation[a], self.ceil_mode) for a in range(2))
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, (4,))
+        shape = self.output_shape(x.shape)
+        if shape[2] < 1 or shape[3] < 1:
+            raise ValueError(f"{self._name()}: input shape {x.shape} is too small: "
+                             f"the output would be {shape}")
+        out, self._cache = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
+                                             self.dilation, self.ceil_mode)
+        return (out, self._cache[0].copy()) if self.return_indices else out
+
+    def backward(self, grad_output):
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, cache[0].shape, cache[2])
+        return maxpool2d_backward(dout, cache)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class _BatchNorm(Module):
+    """Shared body of BatchNorm1d and BatchNorm2d (statistics over every axis but 1)."""
+
+    _ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = chk.positive_int(name, "num_features", num_features)
+        if not isinstance(eps, numbers.Real) or eps <= 0:
+            raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+        if momentum is not None:
+            chk.probability(name, "momentum", momentum)
+        self.eps, self.momentum = float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.dtype = chk.as_dtype(name, dtype)
+        if self.affine:
+            self.weight = Parameter(np.ones(num_features, dtype=self.dtype))
+            self.bias = Parameter(np.zeros(num_features, dtype=self.dtype))
+        else:
+            self.weight = self.bias = None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, self._ndims, self.dtype, channels=self.num_features)
+        batch_stats = self.training or self.running_mean is None
+        factor = 0.0
+        if batch_stats:
+            count = x.size // self.num_features
+            if count <= 1:
+                raise ValueError(f"{self._name()}: expected more than 1 value per channel when training, "
+                                 f"got input shape {x.shape}")
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked += 1
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        ones = np.ones(self.num_features, dtype=self.dtype)
+        gamma = self.weight.data if self.affine else ones
+        beta = self.bias.data if self.affine else np.zeros_like(ones)
+        update = self.training and self.track_running_stats
+        out, self._cache = batchnorm_forward(
+            x, gamma, beta, self.eps, batch_stats,
+            self.running_mean if (update or not batch_stats) else None,
+            self.running_var if (update or not batch_stats) else None, factor)
+        return out
+
+    def backward(self, grad_output):
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, cache[-1], self.dtype)
+        dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+        if self.affine:
+            self.weight.grad += dgamma
+            self.bias.grad += dbeta
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W), per channel, like ``torch.nn.BatchNorm2d``.
+
+    Training normalizes with the batch's biased variance and updates
+    ``running_var`` with the unbiased one: ``r <- (1 - momentum) r + momentum * stat``
+    (``momentum=None``: cumulative average). Eval uses the running statistics.
+    """
+
+    _ndims = (4,)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L), per channel, like ``torch.nn.BatchNorm1d``."""
+
+    _ndims = (2, 3)
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` over the last axis, like ``torch.nn.Linear``.
+
+    Shapes: input (*, in_features), output (*, out_features), weight
+    (out_features, in_features), bias (out_features,).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, generator=None):
+        super().__init__()
+        self.in_features = chk.positive_int("Linear", "in_features", in_features)
+        self.out_features = chk.positive_int("Linear", "out_features", out_features)
+        self.dtype = chk.as_dtype("Linear", dtype)
+        rng = generator if generator is not None else default_generator()
+        self.weight = Parameter(kaiming_uniform((out_features, in_features), self.dtype, rng))
+        self.bias = Parameter(uniform(out_features, in_features ** -0.5, self.dtype, rng)) if bias else None
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1)
+        lead = x.shape[:-1]
+        bias = None if self.bias is None else self.bias.data
+        out, cache = linear_forward(x.reshape(-1, self.in_features), self.weight.data, bias)
+        self._cache = (cache, lead)
+        return out.reshape(*lead, self.out_features)
+
+    def backward(self, grad_output):
+        cache, lead = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, (*lead, self.out_features), self.dtype)
+        dx, dw, db = linear_backward(dout.reshape(-1, self.out_features), cache)
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx.reshape(*lead, self.in_features)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    """``max(x, 0)`` element-wise, any shape."""
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, chk.ANY_NDIM)
+        out, self._cache = relu_forward(x)
+        return out
+
+    def backward(self, grad_output):
+        out = self._saved()
+        return relu_backward(chk.check_grad(self._name(), grad_output, out.shape, out.dtype), out)
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one, like ``torch.nn.Flatten``."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, range(1, 33))
+        start, end = (d % x.ndim if -x.ndim <= d < x.ndim else None for d in (self.start_dim, self.end_dim))
+        if start is None or end is None or start > end:
+            raise ValueError(f"{self._name()}: start_dim={self.start_dim}, end_dim={self.end_dim} do not "
+                             f"select dims of an input of shape {x.shape}")
+        self._cache = x.shape
+        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
+
+    def backward(self, grad_output):
+        shape = self._saved()
+        return np.asarray(grad_output).reshape(shape)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class LogSoftmax(Module):
+    """``log(softmax(x))`` along ``dim``, computed stably (logits in the thousands stay finite)."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, range(1, 33))
+        if not -x.ndim <= self.dim < x.ndim:
+            raise ValueError(f"{self._name()}: dim {self.dim} is out of range for input shape {x.shape}")
+        out, cache = log_softmax_forward(x, self.dim % x.ndim)
+        self._cache = (cache, out.shape, out.dtype)
+        return out
+
+    def backward(self, grad_output):
+        cache, shape, dtype = self._saved()
+        return log_softmax_backward(chk.check_grad(self._name(), grad_output, shape, dtype), cache)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Dropout(Module):
+    """In training, zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    In eval it is the identity. Masks come from ``generator`` (default: the
+    generator seeded by ``minicnn.manual_seed``).
+    """
+
+    def __init__(self, p=0.5, generator=None):
+        super().__init__()
+        self.p = chk.probability("Dropout", "p", p)
+        self.generator = generator
+
+    def forward(self, x):
+        x = chk.check_input(self._name(), x, chk.ANY_NDIM)
+        if not self.training or self.p == 0.0:
+            self._cache = ((np.ones(x.shape, dtype=bool), 1.0), x.dtype)
+            return x.copy()
+        out, cache = dropout_forward(x, self.p, self.generator or default_generator())
+        self._cache = (cache, x.dtype)
+        return out
+
+    def backward(self, grad_output):
+        (keep, scale), dtype = self._saved()
+        return dropout_backward(chk.check_grad(self._name(), grad_output, keep.shape, dtype), (keep, scale))
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+# ---------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------
+class _Loss(Module):
+    """``loss = criterion(input, target)``; ``criterion.backward()`` returns d loss / d input."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+        super().__init__()
+        name = type(self).__name__
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        if weight is not None and (not isinstance(weight, np.ndarray) or weight.ndim != 1):
+            raise ValueError(f"{name}: weight must be a 1-D ndarray with one entry per class, got {weight!r}")
+        self.weight, self.ignore_index, self.reduction = weight, int(ignore_index), reduction
+
+    def __call__(self, input, target):
+        return self.forward(input, target)
+
+    def _validate(self, input, target):
+        name = self._name()
+        input = chk.check_input(name, input, (2,))
+        N, C = input.shape
+        if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
+            got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
+            raise TypeError(f"{name}: target must be an integer ndarray of class indices, got {got}")
+        if target.shape != (N,):
+            raise ValueError(f"{name}: target must have shape ({N},) to match input shape {input.shape}, "
+                             f"got {target.shape}")
+        target = target.astype(np.int64)
+        bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
+        if bad.any():
+            raise ValueError(f"{name}: target {int(target[bad][0])} is out of range for {C} classes "
+                             f"(valid: 0 to {C - 1}, or ignore_index={self.ignore_index})")
+        weight = None
+        if self.weight is not None:
+            if self.weight.shape != (C,):
+                raise ValueError(f"{name}: weight must have shape ({C},) for input shape {input.shape}, "
+                                 f"got {self.weight.shape}")
+            weight = self.weight.astype(input.dtype)
+        return input, target, weight
+
+    def backward(self, grad_output=None):
+        """Gradient with respect to ``input``; ``grad_output`` defaults to 1 (or ones for 'none')."""
+        cache, loss_shape, dtype = self._saved()
+        if grad_output is None:
+            grad_output = np.ones(loss_shape, dtype=dtype)
+        grad_output = np.asarray(grad_output, dtype=dtype)
+        if grad_output.shape != loss_shape:
+            raise ValueError(f"{self._name()}.backward: grad_output must have the loss's shape {loss_shape}, "
+                             f"got {grad_output.shape}")
+        return self._backward(grad_output, cache)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of log-probabilities (N, C) for int targets (N,).
+
+    ``reduction``: 'mean' (weighted mean), 'sum' or 'none'. Optional
+    per-class ``weight`` (C,) and ``ignore_index``, as in torch.
+    """
+
+    def forward(self, input, target):
+        input, target, weight = self._validate(input, target)
+        loss, cache = nll_forward(input, target, weight, self.ignore_index, self.reduction)
+        self._cache = (cache, loss.shape, input.dtype)
+        return loss
+
+    @staticmethod
+    def _backward(grad_output, cache):
+        return nll_backward(grad_output, cache)
+
+
+class CrossEntropyLoss(_Loss):
+    """Cross-entropy of raw logits (N, C) for int targets (N,): NLL of log_softmax(logits)."""
+
+    def forward(self, input, target):
+        input, target, weight = self._validate(input, target)
+        loss, cache = cross_entropy_forward(input, target, weight, self.ignore_index, self.reduction)
+        self._cache = (cache, loss.shape, input.dtype)
+        return loss
+
+    @staticmethod
+    def _backward(grad_output, cache):
+        return cross_entropy_backward(grad_output, cache)

@@ -1,0 +1,221 @@
+"""Parameter, Module and Sequential: torch.nn's bookkeeping, without autograd.
+
+A Module's ``forward(x)`` computes its output and caches what its backward
+needs; ``backward(grad_output)`` returns the gradient for the input and adds
+(``+=``) the gradients of its parameters into ``Parameter.grad``.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+
+class Parameter:
+    """A trainable array. ``data`` holds the values, ``grad`` the accumulated gradient."""
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = np.ascontiguousarray(data)
+        self.grad = np.zeros_like(self.data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def zero_grad(self):
+        self.grad.fill(0)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer. Subclasses implement ``forward`` and ``backward``.
+
+    Attributes that are ``Parameter`` or ``Module`` instances are registered in
+    assignment order, which is the order of ``parameters()`` and of the
+    ``state_dict`` keys, as in torch. Buffers (non-trainable state such as
+    BatchNorm's running statistics) are registered with ``register_buffer``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+
+    # --- registration -----------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
+                                 f"attribute {name!r}")
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """Register persistent, non-trainable state (``None`` registers nothing)."""
+        object.__setattr__(self, name, array)
+        if array is not None:
+            self._buffers[name] = array
+
+    # --- forward / backward ----------------------------------------------
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def _saved(self):
+        """The cache of the last forward; a clear error if there was none."""
+        if self._cache is None:
+            raise RuntimeError(f"{self._name()}.backward was called before forward: "
+                               f"run the forward pass first")
+        return self._cache
+
+    def _name(self):
+        extra = self.extra_repr()
+        return f"{type(self).__name__}({extra})"
+
+    # --- traversal ----------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, module in self._modules.items():
+            yield from module.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        for mod_prefix, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for mod_prefix, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), getattr(module, name)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- state ------------------------------------------------------------
+    def state_dict(self):
+        """Copies of every parameter and buffer, under torch's key names."""
+        state = OrderedDict()
+        for mod_prefix, module in self.named_modules():
+            dot = f"{mod_prefix}." if mod_prefix else ""
+            for name, p in module._parameters.items():
+                state[dot + name] = p.data.copy()
+            for name in module._buffers:
+                state[dot + name] = np.array(getattr(module, name), copy=True)
+        return state
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values from ``state_dict`` into this module's parameters and buffers.
+
+        Values are cast to each target's dtype. With ``strict=True`` (the default)
+        missing and unexpected keys are errors; a shape mismatch always is. All
+        problems are reported together in one ``ValueError``/``KeyError``.
+        """
+        targets = OrderedDict()
+        for mod_prefix, module in self.named_modules():
+            dot = f"{mod_prefix}." if mod_prefix else ""
+            for name, p in module._parameters.items():
+                targets[dot + name] = p.data
+            for name in module._buffers:
+                targets[dot + name] = getattr(module, name)
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        mismatched = [f"{k}: expected shape {targets[k].shape}, got {np.shape(state_dict[k])}"
+                      for k in targets if k in state_dict and np.shape(state_dict[k]) != targets[k].shape]
+        problems = []
+        if strict and missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if mismatched:
+            problems.append("shape mismatch for " + "; ".join(mismatched))
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + " | ".join(problems))
+        for key, target in targets.items():
+            if key in state_dict:
+                target[...] = np.asarray(state_dict[key]).astype(target.dtype, copy=False)
+        return missing, unexpected
+
+    # --- printing -----------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        if not self._modules:
+            return self._name()
+        lines = [f"{type(self).__name__}("]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+class Sequential(Module):
+    """A chain of modules: forward runs them in order, backward in reverse."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: argument {i} must be a Module, got {type(m).__name__}")
+            setattr(self, str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, grad_output):
+        for m in reversed(self._modules.values()):
+            grad_output = m.backward(grad_output)
+        return grad_output
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*modules[index])
+        try:
+            return modules[index]
+        except (IndexError, TypeError):
+            raise IndexError(f"Sequential: index {index!r} out of range for {len(modules)} modules") from None

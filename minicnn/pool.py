@@ -1,0 +1,209 @@
+"""2-D max-pooling, forward and backward, with torch's exact semantics.
+
+Two implementations with the same functional interface:
+
+* ``maxpool2d_forward_naive`` / ``maxpool2d_backward_naive``: direct loops
+  that keep nothing but the input; the backward re-finds each window's max.
+* ``maxpool2d_forward`` / ``maxpool2d_backward``: the forward records the
+  flat index of every window's max (torch's ``return_indices``), so the
+  backward is a single scatter-add. Both run in parallel over (n, c) planes.
+
+Shapes
+------
+x   : (N, C, H, W)
+out : (N, C, OH, OW) with, per spatial axis (torch's rule),
+
+    O = floor((I + 2p - d(k-1) - 1) / s) + 1          (ceil_mode=False)
+    O = ceil((I + 2p - d(k-1) - 1) / s) + 1           (ceil_mode=True),
+        minus one if the last window would start in the right padding,
+        i.e. if (O - 1) * s >= I + p.
+
+Padding is implicit -inf: a padded position never wins.
+
+Which element wins a window
+---------------------------
+The window is scanned row by row; an element replaces the current max if it
+is strictly greater or is NaN. So among equal values the *first* in row-major
+order wins (and a NaN wins over numbers, the last NaN over earlier ones),
+exactly as torch's CPU kernel does. Only that one element gets the gradient.
+"""
+import numpy as np
+from numba import njit, prange
+
+
+def maxpool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode):
+    """torch's pooling output size (see the module docstring)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Flat index (ih * W + iw) of the element that wins window (oh, ow)."""
+    H, W = plane.shape
+    ih0 = oh * sh - ph
+    iw0 = ow * sw - pw
+    ih1 = min(ih0 + (kh - 1) * dh + 1, H)
+    iw1 = min(iw0 + (kw - 1) * dw + 1, W)
+    while ih0 < 0:  # skip the rows of the window that lie in the padding
+        ih0 += dh
+    while iw0 < 0:
+        iw0 += dw
+    best = ih0 * W + iw0
+    best_val = -np.inf
+    for ih in range(ih0, ih1, dh):
+        for iw in range(iw0, iw1, dw):
+            v = plane[ih, iw]
+            if v > best_val or np.isnan(v):
+                best_val = v
+                best = ih * W + iw
+    return best
+
+
+window_argmax = njit(cache=True, inline="always")(_window_argmax)
+
+
+# ---------------------------------------------------------------------------
+# Naive, readable kernels
+# ---------------------------------------------------------------------------
+def _maxpool2d_naive_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+    """out[n, c, oh, ow] = max of x[n, c] over window (oh, ow)."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    k = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    out[n, c, oh, ow] = x[n, c, k // W, k % W]
+
+
+def _maxpool2d_naive_backward_kernel(dout, x, kh, kw, sh, sw, ph, pw, dh, dw, dx):
+    """Backward of max-pooling.
+
+    out[n, c, oh, ow] = x[n, c, a] where a is the window's winning index, so
+    d out / d x[n, c, a] = 1 and the derivative with respect to every other
+    element of the window is 0. The gradient flows only to the winner:
+
+        dx[n, c, a(oh, ow)] += dout[n, c, oh, ow]
+
+    When windows overlap (stride < kernel), one element can win several
+    windows and receives the *sum* of their gradients: hence ``+=``.
+    """
+    N, C, H, W = x.shape
+    OH, OW = dout.shape[2], dout.shape[3]
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    k = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+
+
+maxpool2d_naive_forward_kernel = njit(cache=True)(_maxpool2d_naive_forward_kernel)
+maxpool2d_naive_backward_kernel = njit(cache=True)(_maxpool2d_naive_backward_kernel)
+
+
+# ---------------------------------------------------------------------------
+# Fast kernels: parallel over planes, argmax recorded in the forward
+# ---------------------------------------------------------------------------
+def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        plane = x[n, c]
+        for oh in range(OH):
+            for ow in range(OW):
+                k = window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                indices[n, c, oh, ow] = k
+                out[n, c, oh, ow] = plane[k // W, k % W]
+
+
+def _maxpool2d_backward_kernel(dout, indices, dx):
+    """dx[n, c].flat[indices[n, c, oh, ow]] += dout[n, c, oh, ow].
+
+    Each (n, c) plane belongs to one parallel iteration, so the ``+=`` of
+    overlapping windows never races.
+    """
+    N, C, H, W = dx.shape
+    OH, OW = dout.shape[2], dout.shape[3]
+    for nc in prange(N * C):
+        n = nc // C
+        c = nc % C
+        for h in range(H):
+            for w in range(W):
+                dx[n, c, h, w] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                k = indices[n, c, oh, ow]
+                dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+
+
+maxpool2d_forward_kernel = njit(parallel=True, cache=True)(_maxpool2d_forward_kernel)
+maxpool2d_backward_kernel = njit(parallel=True, cache=True)(_maxpool2d_backward_kernel)
+
+
+# ---------------------------------------------------------------------------
+# Functional interface
+# ---------------------------------------------------------------------------
+def _out_shape(x, kernel, stride, padding, dilation, ceil_mode):
+    OH = maxpool2d_output_size(x.shape[2], kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    OW = maxpool2d_output_size(x.shape[3], kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    return (x.shape[0], x.shape[1], OH, OW)
+
+
+def _args(kernel, stride, padding, dilation):
+    return (*kernel, *stride, *padding, *dilation)
+
+
+def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """Direct-loop max-pool. Same arguments and results as ``maxpool2d_forward``."""
+    out = np.empty(_out_shape(x, kernel, stride, padding, dilation, ceil_mode), dtype=x.dtype)
+    maxpool2d_naive_forward_kernel(x, *_args(kernel, stride, padding, dilation), out)
+    return out, (x, kernel, stride, padding, dilation)
+
+
+def maxpool2d_backward_naive(dout, cache):
+    """Direct-loop backward; re-finds each window's winner. Returns dx."""
+    x, kernel, stride, padding, dilation = cache
+    dx = np.zeros_like(x)
+    maxpool2d_naive_backward_kernel(np.ascontiguousarray(dout), x, *_args(kernel, stride, padding, dilation), dx)
+    return dx
+
+
+def maxpool2d_forward(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """Max-pool over (H, W).
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), float32 or float64, C-contiguous
+    kernel, stride, padding, dilation : pair of int (padding <= effective kernel // 2)
+    ceil_mode : bool
+
+    Returns
+    -------
+    out : ndarray (N, C, OH, OW)
+    cache : (indices, input shape); ``indices[n, c, oh, ow]`` is the flat index
+        ``ih * W + iw`` of the winner, the same as torch's ``return_indices``.
+
+    Notes
+    -----
+    ``dx[n, c].flat[indices[n, c, oh, ow]] += dout[n, c, oh, ow]``.
+    """
+    shape = _out_shape(x, kernel, stride, padding, dilation, ceil_mode)
+    out = np.empty(shape, dtype=x.dtype)
+    indices = np.empty(shape, dtype=np.int64)
+    maxpool2d_forward_kernel(x, *_args(kernel, stride, padding, dilation), out, indices)
+    return out, (indices, x.shape, x.dtype)
+
+
+def maxpool2d_backward(dout, cache):
+    """Scatter-add ``dout`` to the recorded winners. Returns dx of the input's shape."""
+    indices, shape, dtype = cache
+    dx = np.empty(shape, dtype=dtype)
+    maxpool2d_backward_kernel(np.ascontiguousarray(dout, dtype=dtype), indices, dx)
+    return dx
