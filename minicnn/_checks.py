@@ -32,15 +32,16 @@ def positive_int(layer, name, value):
 
 def pair(layer, name, value, minimum=1):
     """Normalize an int or a pair of ints to a tuple ``(h, w)``, each ``>= minimum``."""
+    given = value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)):
-        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {given!r}")
     h, w = int(value[0]), int(value[1])
     if h < minimum or w < minimum:
         bound = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{layer}: {name} must be {bound}, got {value!r}")
+        raise ValueError(f"{layer}: {name} must be {bound}, got {given!r}")
     return h, w
 
 

@@ -127,7 +127,7 @@ class MaxPool2d(Module):
     """2-D max-pooling over (N, C, H, W), like ``torch.nn.MaxPool2d``.
 
     ``stride`` defaults to ``kernel_size``. ``padding`` (implicit -inf) is at
-    most half the effective kernel size ``d*(k-1)+1``. With ``ceil_mode`` the
+    most ``kernel_size // 2``. With ``ceil_mode`` the
     output size rounds up, but a last window that would start in the right
     padding is dropped. With ``return_indices`` the forward returns
     ``(out, indices)`` (flat indices into each H*W plane).
@@ -141,10 +141,9 @@ class MaxPool2d(Module):
         self.stride = self.kernel_size if stride is None else chk.pair(name, "stride", stride)
         self.padding = chk.pair(name, "padding", padding, minimum=0)
         self.dilation = chk.pair(name, "dilation", dilation)
-        extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
-        if any(p > e // 2 for p, e in zip(self.padding, extent)):
-            raise ValueError(f"{name}: padding must be at most half of the effective kernel size "
-                             f"d*(k-1)+1 = {extent}, got padding={self.padding}")
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding must be at most half of kernel_size {self.kernel_size}, "
+                             f"got padding={self.padding}")
         self.return_indices = bool(return_indices)
         self.ceil_mode = bool(ceil_mode)
 

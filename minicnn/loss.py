@@ -81,7 +81,8 @@ def nll_backward(dloss, cache):
     else:
         scale = np.asarray(dloss, dtype=dtype)
         if reduction == "mean":
-            scale = scale / target_weight.sum()
+            with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored
+                scale = scale / target_weight.sum()
         per_sample = np.full(shape[0], scale, dtype=dtype)
     dlogp = np.empty(shape, dtype=dtype)
     nll_backward_kernel(np.ascontiguousarray(per_sample), target, target_weight, ignore_index, dlogp)

@@ -54,6 +54,14 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
                                  f"attribute {name!r}")
+        if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
+            # reassigning a buffer (e.g. ``self.num_batches_tracked += 1``) keeps it a buffer
+            if value is None:
+                del self._buffers[name]
+            else:
+                self._buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         for registry in (self._parameters, self._buffers, self._modules):
             registry.pop(name, None)
         if isinstance(value, Parameter):

@@ -41,7 +41,12 @@ def maxpool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode):
 
 
 def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
-    """Flat index (ih * W + iw) of the element that wins window (oh, ow)."""
+    """Flat index (ih * W + iw) and value of the element that wins window (oh, ow).
+
+    With dilation and padding a window can hold no element at all; then, as in
+    torch, the value is -inf and the index points past the window's start
+    (possibly outside the plane). Such a window passes no gradient back.
+    """
     H, W = plane.shape
     ih0 = oh * sh - ph
     iw0 = ow * sw - pw
@@ -59,7 +64,7 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
             if v > best_val or np.isnan(v):
                 best_val = v
                 best = ih * W + iw
-    return best
+    return best, best_val
 
 
 window_argmax = njit(cache=True, inline="always")(_window_argmax)
@@ -76,8 +81,8 @@ def _maxpool2d_naive_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    k = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
-                    out[n, c, oh, ow] = x[n, c, k // W, k % W]
+                    _, value = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    out[n, c, oh, ow] = value
 
 
 def _maxpool2d_naive_backward_kernel(dout, x, kh, kw, sh, sw, ph, pw, dh, dw, dx):
@@ -98,8 +103,9 @@ def _maxpool2d_naive_backward_kernel(dout, x, kh, kw, sh, sw, ph, pw, dh, dw, dx
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    k = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
-                    dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+                    k, _ = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    if k < H * W:  # an empty window (all padding) has no winner
+                        dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
 
 
 maxpool2d_naive_forward_kernel = njit(cache=True)(_maxpool2d_naive_forward_kernel)
@@ -118,9 +124,9 @@ def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
         plane = x[n, c]
         for oh in range(OH):
             for ow in range(OW):
-                k = window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                k, value = window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
                 indices[n, c, oh, ow] = k
-                out[n, c, oh, ow] = plane[k // W, k % W]
+                out[n, c, oh, ow] = value
 
 
 def _maxpool2d_backward_kernel(dout, indices, dx):
@@ -140,7 +146,8 @@ def _maxpool2d_backward_kernel(dout, indices, dx):
         for oh in range(OH):
             for ow in range(OW):
                 k = indices[n, c, oh, ow]
-                dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+                if k < H * W:  # an empty window (all padding) has no winner
+                    dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
 
 
 maxpool2d_forward_kernel = njit(parallel=True, cache=True)(_maxpool2d_forward_kernel)

@@ -1,0 +1,92 @@
+"""Hypothesis strategies shared by the tests: layer configurations and inputs.
+
+Arrays are drawn from a numpy Generator seeded by hypothesis (fast, and shrinkable through the seed).
+"""
+import numpy as np
+from hypothesis import strategies as st
+
+DTYPES = st.sampled_from([np.float32, np.float64])
+seeds = st.integers(0, 2**32 - 1)
+small = st.integers(1, 3)
+
+
+def generator(seed):
+    return np.random.default_rng(seed)
+
+
+def array(rng, shape, dtype, ties=False):
+    """Standard-normal values, or with ``ties`` a few repeated small integers (max-pool ties)."""
+    if ties:
+        return rng.integers(-2, 3, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def pairs(lo, hi):
+    return st.tuples(st.integers(lo, hi), st.integers(lo, hi))
+
+
+@st.composite
+def conv_cases(draw):
+    """Conv2d arguments and an input shape whose padded size fits the kernel.
+
+    Covers batch 1, odd sizes, non-square kernels, strides, dilation, padding
+    ('same' and 'valid' too) and groups.
+    """
+    groups = draw(st.integers(1, 3))
+    in_channels, out_channels = groups * draw(small), groups * draw(small)
+    kernel = draw(pairs(1, 4))
+    dilation = draw(pairs(1, 2))
+    padding = draw(st.one_of(pairs(0, 2), st.sampled_from(["same", "valid"])))
+    stride = (1, 1) if padding == "same" else draw(pairs(1, 3))
+    pads = (0, 0) if isinstance(padding, str) else padding
+    spatial = []
+    for k, d, p in zip(kernel, dilation, pads):
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)
+        spatial.append(draw(st.integers(smallest, smallest + 6)))
+    return dict(args=dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel,
+                          stride=stride, padding=padding, dilation=dilation, groups=groups,
+                          bias=draw(st.booleans())),
+                shape=(draw(small), in_channels, *spatial))
+
+
+@st.composite
+def pool_cases(draw):
+    """MaxPool2d arguments and an input shape with at least one output position."""
+    kernel = draw(pairs(1, 4))
+    dilation = draw(pairs(1, 2))
+    stride = draw(st.one_of(st.none(), pairs(1, 3)))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    spatial = []
+    for k, d, p in zip(kernel, dilation, padding):
+        smallest = max(1, d * (k - 1) + 1 - 2 * p)
+        spatial.append(draw(st.integers(smallest, smallest + 7)))
+    return dict(args=dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                          ceil_mode=draw(st.booleans())),
+                shape=(draw(small), draw(small), *spatial))
+
+
+@st.composite
+def batchnorm_cases(draw):
+    """BatchNorm1d/2d arguments, an input shape with > 1 value per channel, and a mode."""
+    kind = draw(st.sampled_from(["1d-NC", "1d-NCL", "2d"]))
+    channels = draw(st.integers(1, 4))
+    batch = draw(st.integers(1, 4))
+    spatial = {"1d-NC": (), "1d-NCL": (draw(st.integers(1, 5)),),
+               "2d": (draw(st.integers(1, 4)), draw(st.integers(1, 4)))}[kind]
+    if batch * int(np.prod(spatial)) < 2:
+        batch = 2
+    return dict(kind=kind,
+                args=dict(num_features=channels, eps=draw(st.sampled_from([1e-5, 1e-3, 0.1])),
+                          momentum=draw(st.sampled_from([0.1, 0.0, 0.5, 1.0, None])),
+                          affine=draw(st.booleans()), track_running_stats=draw(st.booleans())),
+                shape=(batch, channels, *spatial),
+                training=draw(st.booleans()))
+
+
+@st.composite
+def loss_cases(draw):
+    """Logits (N, C), targets, reduction, optional class weights and ignore_index."""
+    n, c = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    return dict(n=n, c=c, reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+                weighted=draw(st.booleans()), ignore=draw(st.booleans()),
+                scale=draw(st.sampled_from([1.0, 10.0, 1000.0])))

@@ -1,0 +1,61 @@
+"""Conv2d against torch, and the naive kernels against the fast ones."""
+import numpy as np
+from hypothesis import given
+
+import minicnn as mc
+from helpers import assert_close, compare_with_torch
+from minicnn.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from strategies import DTYPES, array, conv_cases, generator, seeds
+
+
+def make_conv(case, dtype, seed):
+    return mc.Conv2d(**case["args"], dtype=dtype, generator=np.random.default_rng(seed))
+
+
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds)
+def test_conv2d_matches_torch(case, dtype, seed):
+    rng = generator(seed)
+    conv = make_conv(case, dtype, seed)
+    compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
+
+
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds)
+def test_naive_and_fast_conv_agree(case, dtype, seed):
+    rng = generator(seed)
+    conv = make_conv(case, dtype, seed)
+    x = array(rng, case["shape"], dtype)
+    b = None if conv.bias is None else conv.bias.data
+    args = (conv.weight.data, b, conv.stride, conv._pads(), conv.dilation, conv.groups)
+    fast, fast_cache = conv2d_forward(x, *args)
+    naive, naive_cache = conv2d_forward_naive(x, *args)
+    assert_close(fast, naive, "forward")
+    dout = array(rng, fast.shape, dtype)
+    for name, g_fast, g_naive in zip(("dx", "dw", "db"), conv2d_backward(dout, fast_cache),
+                                     conv2d_backward_naive(dout, naive_cache)):
+        if b is None and name == "db":
+            assert g_fast is None and g_naive is None
+        else:
+            assert_close(g_fast, g_naive, name)
+
+
+def test_conv2d_tutorial_shapes():
+    """A 28x28 input with a 5x5 kernel and padding 2 stays 28x28 (the tutorial's first layer)."""
+    conv = mc.Conv2d(1, 16, 5, padding=2)
+    assert conv(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 16, 28, 28)
+    assert mc.Conv2d(16, 32, 5, padding=2)(np.zeros((1, 16, 14, 14), np.float32)).shape == (1, 32, 14, 14)
+
+
+def test_conv2d_hand_computed():
+    """A 1-channel 3x3 input, 2x2 kernel of ones, bias 0.5: each output is its window's sum plus 0.5."""
+    conv = mc.Conv2d(1, 1, 2, dtype=np.float64)
+    conv.weight.data[...] = 1.0
+    conv.bias.data[...] = 0.5
+    x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+    out = conv(x)
+    np.testing.assert_array_equal(out[0, 0], [[0 + 1 + 3 + 4 + 0.5, 1 + 2 + 4 + 5 + 0.5],
+                                              [3 + 4 + 6 + 7 + 0.5, 4 + 5 + 7 + 8 + 0.5]])
+    dx = conv.backward(np.ones_like(out))
+    # Each input pixel receives one unit of gradient per window that covers it.
+    np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+    np.testing.assert_array_equal(conv.bias.grad, [4.0])
+    np.testing.assert_array_equal(conv.weight.grad[0, 0], [[8, 12], [20, 24]])

@@ -1,0 +1,53 @@
+"""BatchNorm1d/2d against torch: outputs, gradients and running statistics over several steps."""
+import numpy as np
+import pytest
+from hypothesis import given
+
+import minicnn as mc
+from helpers import compare_with_torch
+from strategies import DTYPES, array, batchnorm_cases, generator, seeds
+
+
+def make_bn(case, dtype):
+    cls = mc.BatchNorm2d if case["kind"] == "2d" else mc.BatchNorm1d
+    return cls(**case["args"], dtype=dtype)
+
+
+@given(case=batchnorm_cases(), dtype=DTYPES, seed=seeds)
+def test_batchnorm_matches_torch(case, dtype, seed):
+    rng = generator(seed)
+    bn = make_bn(case, dtype)
+    if bn.affine:  # non-trivial affine parameters
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, bn.num_features)
+        bn.bias.data[...] = rng.standard_normal(bn.num_features)
+    if bn.track_running_stats:
+        bn.running_mean[...] = rng.standard_normal(bn.num_features)
+        bn.running_var[...] = rng.uniform(0.5, 2.0, bn.num_features)
+    bn.train(case["training"])
+    # Several steps, so the running statistics (and num_batches_tracked) evolve.
+    compare_with_torch(bn, array(rng, case["shape"], dtype) * 3 + 1, rng, steps=3, dx_scale=term_size)
+
+
+def term_size(bn, dout):
+    """dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) cancels to almost nothing when a
+    channel has only 2 values; the rounding error scales with the terms, gamma * invstd * dy."""
+    _, gamma, invstd, _, _ = bn._cache
+    return float(np.abs(gamma * invstd).max() * np.abs(dout).max())
+
+
+def test_running_var_is_unbiased_and_normalization_is_biased():
+    """Hand-derived: channel values [1, 3]: mean 2, biased var 1, unbiased var 2."""
+    bn = mc.BatchNorm1d(1, eps=0.0 + 1e-12, momentum=0.1, dtype=np.float64)
+    out = bn(np.array([[1.0], [3.0]]))
+    np.testing.assert_allclose(out[:, 0], [-1.0, 1.0], rtol=1e-9)
+    np.testing.assert_allclose(bn.running_mean, [0.9 * 0 + 0.1 * 2], rtol=1e-15)
+    np.testing.assert_allclose(bn.running_var, [0.9 * 1 + 0.1 * 2], rtol=1e-15)
+    assert int(bn.num_batches_tracked) == 1
+    bn.eval()
+    np.testing.assert_allclose(bn(np.array([[0.2]]))[0, 0], 0.0, atol=1e-12)
+
+
+def test_one_value_per_channel_in_training_is_an_error():
+    with pytest.raises(ValueError, match=r"BatchNorm1d.*more than 1 value per channel.*\(1, 3\)"):
+        mc.BatchNorm1d(3)(np.zeros((1, 3), np.float32))
+    mc.BatchNorm1d(3).eval()(np.zeros((1, 3), np.float32))  # fine in eval

@@ -1,0 +1,71 @@
+"""SGD against torch.optim.SGD over many steps, for every option combination."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import minicnn as mc
+from helpers import assert_close
+
+OPTIONS = [dict(momentum=m, dampening=d, weight_decay=w, nesterov=n, maximize=x)
+           for m, d, w, n, x in itertools.product([0.0, 0.9], [0.0, 0.3], [0.0, 1e-2], [False, True], [False, True])
+           if not (n and (m == 0 or d != 0))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_sgd_matches_torch_step_for_step(options, dtype):
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (5,), (2, 1, 3, 3)]
+    params = [mc.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    params_t = [torch.from_numpy(p.data.copy()).requires_grad_() for p in params]
+    opt = mc.SGD(params, lr=0.05, **options)
+    opt_t = torch.optim.SGD(params_t, lr=0.05, **options)
+    for step in range(30):
+        if step == 15:  # a learning-rate change mid-run must not disturb the momentum buffers
+            opt.lr = 0.01
+            opt_t.param_groups[0]["lr"] = 0.01
+        opt.zero_grad()
+        opt_t.zero_grad()
+        for p, p_t in zip(params, params_t):
+            g = rng.standard_normal(p.shape).astype(dtype)
+            p.grad += g
+            p_t.grad = torch.from_numpy(g.copy())
+        opt.step()
+        opt_t.step()
+        for i, (p, p_t) in enumerate(zip(params, params_t)):
+            assert_close(p.data, p_t.detach().numpy(), f"param {i} after step {step}")
+
+
+def test_sgd_hand_derived_momentum():
+    """g = 1 each step, mu = 0.5, lr = 1: buf = 1, 1.5, 1.75; p = -1, -2.5, -4.25."""
+    p = mc.Parameter(np.zeros(1))
+    opt = mc.SGD([p], lr=1.0, momentum=0.5)
+    for expected in (-1.0, -2.5, -4.25):
+        p.grad[...] = 1.0
+        opt.step()
+        assert p.data[0] == expected
+
+
+def test_sgd_state_dict_round_trip():
+    p = mc.Parameter(np.zeros(3))
+    opt = mc.SGD([p], lr=0.1, momentum=0.9)
+    p.grad[...] = 1.0
+    opt.step()
+    state = opt.state_dict()
+    fresh = mc.SGD([p], lr=0.5, momentum=0.9)
+    fresh.load_state_dict(state)
+    np.testing.assert_array_equal(fresh.momentum_buffers[0], opt.momentum_buffers[0])
+    assert fresh.lr == 0.1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lr=-1.0), "lr must be a non-negative"),
+    (dict(lr=0.1, momentum=-0.5), "momentum must be a non-negative"),
+    (dict(lr=0.1, nesterov=True), "nesterov requires momentum > 0"),
+    (dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening = 0"),
+])
+def test_sgd_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mc.SGD([mc.Parameter(np.zeros(1))], **kwargs)
