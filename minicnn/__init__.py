@@ -8,11 +8,12 @@ from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout
                      LogSoftmax, MaxPool2d, NLLLoss, ReLU)
 from .module import Module, Parameter, Sequential
 from .optim import SGD
+from .threads import set_num_threads
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear",
     "LogSoftmax", "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "SGD", "Sequential",
-    "default_generator", "manual_seed",
+    "default_generator", "manual_seed", "set_num_threads",
 ]
