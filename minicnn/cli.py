@@ -67,7 +67,7 @@ def load_splits(config, data_dir=None, loader=load_fashion_mnist):
 
 def run_train(args, engine_cls=MinicnnEngine, loader=load_fashion_mnist, command="minicnn train"):
     config = config_from_args(args)
-    threads = set_num_threads(args.threads)
+    threads = engine_cls.set_threads(args.threads)
     out = args.out or (args.resume.parent if args.resume else
                        pathlib.Path("runs") / f"{config.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     train, test = load_splits(config, args.data_dir, loader)

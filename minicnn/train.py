@@ -25,6 +25,7 @@ from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, split_pr
 from .data import CLASSES, iterate_batches, num_batches
 from .init import default_generator
 from .optim import SGD
+from .threads import set_num_threads
 
 # Defaults per model: each reaches the accuracy quoted in the README.
 DEFAULTS = {
@@ -66,9 +67,11 @@ class MinicnnEngine:
     """Trains a ``minicnn.models`` network with minicnn's SGD."""
 
     name = "minicnn"
+    set_threads = staticmethod(set_num_threads)
 
     def __init__(self, config):
-        self.model = models.build(config.model, dtype=np.dtype(config.dtype), seed=config.seed)
+        self.dtype = np.dtype(config.dtype)
+        self.model = models.build(config.model, dtype=self.dtype, seed=config.seed)
         self.criterion = models.criterion(config.model)
         self.optimizer = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                              weight_decay=config.weight_decay)
@@ -76,7 +79,7 @@ class MinicnnEngine:
     def train_step(self, x, y):
         self.model.train()
         self.optimizer.zero_grad()
-        output = self.model(x)
+        output = self.model(x.astype(self.dtype, copy=False))
         loss = float(self.criterion(output, y))
         self.model.backward(self.criterion.backward())
         self.optimizer.step()
@@ -85,7 +88,7 @@ class MinicnnEngine:
     def evaluate(self, x, y):
         """Sum of per-sample losses and the predicted classes, in eval mode."""
         self.model.eval()
-        output = self.model(x)
+        output = self.model(x.astype(self.dtype, copy=False))
         self.criterion.reduction = "sum"
         try:
             loss = float(self.criterion(output, y))

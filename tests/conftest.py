@@ -10,3 +10,23 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", max_examples=500, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=25, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir():
+    """The real dataset's folder. Missing data fails under CI=true (CI installs it with `make data`)."""
+    from minicnn.data import DataError, find_dataset
+    try:
+        return find_dataset(allow_download=False)
+    except DataError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and Fashion-MNIST is missing (run `make data`):\n{e}")
+        pytest.skip(f"Fashion-MNIST is not installed (run `make data`): {e}")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist(fashion_mnist_dir):
+    from minicnn.data import load_fashion_mnist
+    return load_fashion_mnist("train", fashion_mnist_dir), load_fashion_mnist("test", fashion_mnist_dir)

@@ -1,0 +1,90 @@
+"""``python -m reference.train``: train with torch, with the same flags and outputs as ``minicnn train``.
+
+The loop, shuffling, checkpoints and figures are minicnn's (``minicnn.train.fit``);
+only the engine differs. Both engines start from the same initial weights (the
+minicnn model for ``--seed``, copied into its torch twin), so the two runs can
+be compared side by side.
+"""
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from minicnn import models
+from minicnn.cli import add_train_arguments, run_train
+from minicnn.data import DataError
+from minicnn.train import TrainingDiverged
+
+from .data import load_fashion_mnist
+from .interop import to_torch
+
+
+class TorchEngine:
+    """The torch twin of ``minicnn.train.MinicnnEngine``."""
+
+    name = "torch"
+
+    @staticmethod
+    def set_threads(threads=None):
+        """torch's own pool; its BLAS is left to torch."""
+        if threads:
+            torch.set_num_threads(threads)
+        return torch.get_num_threads()
+
+    def __init__(self, config):
+        self.model = to_torch(models.build(config.model, dtype=np.dtype(config.dtype), seed=config.seed))
+        self.dtype = next(self.model.parameters()).dtype
+        loss_cls = getattr(torch.nn, type(models.criterion(config.model)).__name__)
+        self.criterion, self.criterion_sum = loss_cls(), loss_cls(reduction="sum")
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+
+    def train_step(self, x, y):
+        self.model.train()
+        self.optimizer.zero_grad()
+        output = self.model(torch.from_numpy(x).to(self.dtype))
+        loss = self.criterion(output, torch.from_numpy(y))
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), int((output.detach().argmax(1).numpy() == y).sum())
+
+    @torch.no_grad()
+    def evaluate(self, x, y):
+        self.model.eval()
+        output = self.model(torch.from_numpy(x).to(self.dtype))
+        return float(self.criterion_sum(output, torch.from_numpy(y))), output.argmax(1).numpy()
+
+    def state(self):
+        arrays = {f"model/{k}": v.detach().numpy().copy() for k, v in self.model.state_dict().items()}
+        for i, p in enumerate(self.model.parameters()):
+            buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                arrays[f"optim/momentum_buffer.{i}"] = buf.numpy().copy()
+        return arrays
+
+    def load_state(self, arrays):
+        head = "model/"
+        self.model.load_state_dict({k[len(head):]: torch.from_numpy(np.array(v))
+                                    for k, v in arrays.items() if k.startswith(head)})
+        for i, p in enumerate(self.model.parameters()):
+            key = f"optim/momentum_buffer.{i}"
+            if key in arrays:
+                self.optimizer.state[p]["momentum_buffer"] = torch.from_numpy(np.array(arrays[key]))
+
+
+def main(argv=None):
+    parser = add_train_arguments(argparse.ArgumentParser(
+        prog="python -m reference.train", description="Train a seed model with PyTorch (the twin of minicnn train)."))
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args, TorchEngine, loader=load_fashion_mnist, command="python -m reference.train")
+    except KeyboardInterrupt:
+        return 130
+    except (DataError, TrainingDiverged, FileNotFoundError, ValueError) as e:
+        print(f"reference.train: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
