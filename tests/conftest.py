@@ -11,6 +11,12 @@ settings.register_profile("ci", max_examples=500, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=25, **_common)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
+
+def pytest_configure(config):
+    """minicnn's thread policy (Numba gets the cores, BLAS one thread), as the CLI applies it."""
+    import minicnn
+    minicnn.set_num_threads()
+
 import pytest  # noqa: E402
 
 

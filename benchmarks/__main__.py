@@ -1,0 +1,71 @@
+"""``python -m benchmarks``: minicnn (Numba) against torch on this CPU.
+
+    python -m benchmarks [--quick] [--threads N] [--out DIR] [--update-readme]
+
+Runs the per-layer and per-model comparisons, the thread-policy comparison,
+scaling with batch size and threads, peak memory and Numba compile time,
+then writes ``results.json``, ``results.md``, ``ratios.png`` and ``scaling.png``.
+``--quick`` finishes in about a minute (fewer batch sizes and repeats, no memory
+or compile probes).
+"""
+import argparse
+import pathlib
+import sys
+import time
+
+import torch
+
+import minicnn as mc
+
+from . import machine, probe, report, suites
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _log(row):
+    ours, theirs = row["minicnn"]["median"], row["torch"]["median"]
+    extra = f" threads={row['threads']}" if "threads" in row else ""
+    print(f"  {row['kind']:<8} {row['name']:<34} {row['phase']:<38} b={row['batch']:<4}{extra} "
+          f"minicnn {ours:8.3f} ms  torch {theirs:8.3f} ms  ratio {ours / theirs:5.2f}", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="about a minute: fewer sizes and repeats")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both (default: all cores)")
+    parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
+    parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
+    args = parser.parse_args(argv)
+
+    threads = mc.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+    if args.quick:
+        repeats, layer_batches, model_batches, scaling_batches = 5, (64,), (1, 64), (1, 16, 64, 256)
+    else:
+        repeats, layer_batches, model_batches = 9, (1, 64, 256), (1, 16, 64, 256)
+        scaling_batches = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+    rows = []
+    print("whole models (training step and inference):")
+    rows += suites.model_suite(model_batches, repeats, _log)
+    print("thread pools (Numba against BLAS):")
+    rows += suites.thread_policy_suite(threads, repeats, _log)
+    print("per layer:")
+    rows += suites.layer_suite(layer_batches, repeats, _log)
+    print("scaling:")
+    rows += suites.scaling_suite(scaling_batches, threads, max(3, repeats // 2), _log)
+    results = dict(machine=machine.describe(), threads=threads, quick=args.quick, rows=rows)
+    if not args.quick:
+        print("peak memory (fresh processes) and compile time:")
+        results["memory"] = {name: {engine: probe.run("memory", engine, name, 256) for engine in ("minicnn", "torch")}
+                             for name in ("article", "notebook", "notebook-bn")}
+        results["compile"] = probe.compile_report()
+    results["seconds"] = time.perf_counter() - started
+    text = report.write(results, args.out, HERE.parent / "README.md" if args.update_readme else None)
+    print("\n" + text)
+    print(f"\nwrote {args.out}/results.json, results.md, ratios.png, scaling.png in {results['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Side-by-side timing: warm up both, then alternate A B A B and keep every sample.
+
+The machine is noisy, so the two contenders are always measured in the same
+stretch of time, and the report quotes the median with the min and max.
+"""
+import statistics
+import time
+
+
+def _calibrate(fn, min_seconds):
+    """How many calls make one sample last at least ``min_seconds``."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds or number >= 1 << 16:
+            return number
+        number = max(number * 2, int(number * min_seconds / max(elapsed, 1e-9)) + 1)
+
+
+def compare(a, b, repeats=7, warmup=2, min_seconds=0.005):
+    """Time ``a()`` and ``b()`` alternately. Returns two dicts of median/min/max milliseconds per call."""
+    for _ in range(warmup):
+        a()
+        b()
+    number = max(_calibrate(a, min_seconds), _calibrate(b, min_seconds))
+    samples = ([], [])
+    for _ in range(repeats):
+        for fn, out in zip((a, b), samples):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            out.append((time.perf_counter() - start) / number * 1e3)
+    return tuple(dict(median=statistics.median(s), min=min(s), max=max(s)) for s in samples)
