@@ -3,6 +3,7 @@
 Every layer does what its torch.nn namesake does, forward and backward, and
 the kernels are written to be read. ``import minicnn as mc``.
 """
+from .gradcheck import gradcheck
 from .init import default_generator, manual_seed
 from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear,
                      LogSoftmax, MaxPool2d, NLLLoss, ReLU)
@@ -15,5 +16,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "Linear",
     "LogSoftmax", "MaxPool2d", "Module", "NLLLoss", "Parameter", "ReLU", "SGD", "Sequential",
-    "default_generator", "manual_seed", "set_num_threads",
+    "default_generator", "gradcheck", "manual_seed", "set_num_threads",
 ]

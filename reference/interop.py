@@ -34,7 +34,7 @@ def _torch_layer(m):
         return cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
     if isinstance(m, mc.Linear):
         return nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
-    if isinstance(m, mc.ReLU):
+    if isinstance(m, mc.ReLU):  # (subclasses too: a learner's variant is compared with torch's ReLU)
         return nn.ReLU()
     if isinstance(m, mc.Flatten):
         return nn.Flatten(m.start_dim, m.end_dim)

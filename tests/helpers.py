@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from reference.interop import to_torch
+from minicnn.testing import run_with_torch
 
 # Relative tolerances per dtype. An entry passes if |actual - expected| <= rtol * max(|expected|, scale),
 # where scale is the largest magnitude in the expected array: a sum that cancels to nearly zero is judged
@@ -25,34 +25,21 @@ def t(array, requires_grad=False):
 
 
 def compare_with_torch(layer, x, rng, steps=1, dx_scale=lambda layer, dout: 0.0):
-    """Run ``layer`` and its torch twin on ``x`` and compare everything observable.
+    """Run ``layer`` and its torch twin on ``x`` and assert that everything observable agrees.
 
     Compares the forward output, the input gradient for a random upstream
     gradient, every parameter gradient, and every buffer (running statistics)
-    after ``steps`` forward/backward passes. ``dx_scale(layer, dout)`` gives
-    the size of the terms summed into the input gradient where that gradient
-    cancels to far less (batch norm).
+    after each of ``steps`` forward/backward passes. ``dx_scale(layer, dout)``
+    gives the size of the terms summed into the input gradient where that
+    gradient cancels to far less (batch norm).
     """
-    twin = to_torch(layer)
+    twin = None
     for step in range(steps):
-        out = layer(x)
-        dout = rng.standard_normal(out.shape).astype(out.dtype)
-        layer.zero_grad()
-        dx = layer.backward(dout)
-
-        xt = t(x, requires_grad=True)
-        twin.zero_grad()
-        out_t = twin(xt)
-        out_t.backward(t(dout))
-        assert_close(out, out_t.detach().numpy(), f"forward output (step {step})")
-        assert_close(dx, xt.grad.numpy(), f"input gradient (step {step})", dx_scale(layer, dout))
-        for (name, p), (name_t, p_t) in zip(layer.named_parameters(), twin.named_parameters()):
-            assert name == name_t
-            assert_close(p.grad, p_t.grad.numpy(), f"gradient of {name} (step {step})")
-        for (name, b), (name_t, b_t) in zip(layer.named_buffers(), twin.named_buffers()):
-            assert name == name_t
-            if b.dtype.kind == "f":
-                assert_close(b, b_t.numpy(), f"buffer {name} (step {step})")
+        pairs, twin, dout = run_with_torch(layer, x, seed=int(rng.integers(2**31)), twin=twin)
+        for name, (ours, theirs) in pairs.items():
+            if ours.dtype.kind != "f":
+                assert int(ours) == int(theirs), f"{name}: {ours} != {theirs} (step {step})"
             else:
-                assert int(b) == int(b_t), f"buffer {name}: {b} != {b_t}"
-    return out
+                scale = dx_scale(layer, dout) if name == "input gradient" else 0.0
+                assert_close(ours, theirs, f"{name} (step {step})", scale)
+    return pairs["output"][0]
