@@ -34,6 +34,9 @@ train: $(STAMP) data
 test: $(STAMP) data
 	$(PY) -m pytest
 
+bench: $(STAMP)
+	$(PY) -m benchmarks --update-readme
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -127,19 +127,21 @@ def build_parser():
     return parser
 
 
-def main(argv=None, engine_cls=MinicnnEngine):
-    args = build_parser().parse_args(argv)
+def guarded(prog, command):
+    """Run ``command()``: exit code 130 on Ctrl-C (after its checkpoint), 1 with a one-line error."""
     try:
-        if args.command == "train":
-            return run_train(args, engine_cls)
-        if args.command == "evaluate":
-            return run_evaluate(args)
-        return run_summary(args)
+        return command()
     except KeyboardInterrupt:
         return 130
     except (DataError, TrainingDiverged, FileNotFoundError, ValueError) as e:
-        print(f"minicnn {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    commands = {"train": run_train, "evaluate": run_evaluate, "summary": run_summary}
+    return guarded(f"minicnn {args.command}", lambda: commands[args.command](args))
 
 
 if __name__ == "__main__":

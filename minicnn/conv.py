@@ -145,9 +145,7 @@ def _col2im(cols, N, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
-        for h in range(H):
-            for w_ in range(W):
-                dx[n, c, h, w_] = 0
+        dx[n, c] = 0
         for i in range(KH):
             for j in range(KW):
                 row = (c * KH + i) * KW + j

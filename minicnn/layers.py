@@ -400,6 +400,12 @@ class _Loss(Module):
     def __call__(self, input, target):
         return self.forward(input, target)
 
+    def forward(self, input, target):
+        input, target, weight = self._validate(input, target)
+        loss, cache = self._forward(input, target, weight, self.ignore_index, self.reduction)
+        self._cache = (cache, loss.shape, input.dtype)
+        return loss
+
     def _validate(self, input, target):
         name = self._name()
         input = chk.check_input(name, input, (2,))
@@ -445,26 +451,10 @@ class NLLLoss(_Loss):
     per-class ``weight`` (C,) and ``ignore_index``, as in torch.
     """
 
-    def forward(self, input, target):
-        input, target, weight = self._validate(input, target)
-        loss, cache = nll_forward(input, target, weight, self.ignore_index, self.reduction)
-        self._cache = (cache, loss.shape, input.dtype)
-        return loss
-
-    @staticmethod
-    def _backward(grad_output, cache):
-        return nll_backward(grad_output, cache)
+    _forward, _backward = staticmethod(nll_forward), staticmethod(nll_backward)
 
 
 class CrossEntropyLoss(_Loss):
     """Cross-entropy of raw logits (N, C) for int targets (N,): NLL of log_softmax(logits)."""
 
-    def forward(self, input, target):
-        input, target, weight = self._validate(input, target)
-        loss, cache = cross_entropy_forward(input, target, weight, self.ignore_index, self.reduction)
-        self._cache = (cache, loss.shape, input.dtype)
-        return loss
-
-    @staticmethod
-    def _backward(grad_output, cache):
-        return cross_entropy_backward(grad_output, cache)
+    _forward, _backward = staticmethod(cross_entropy_forward), staticmethod(cross_entropy_backward)

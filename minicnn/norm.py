@@ -20,6 +20,19 @@ import numpy as np
 from numba import njit, prange
 
 
+def _normalize_channel(x, c, mean, invstd, gamma, beta, xhat, out):
+    """xhat = (x - mean) * invstd and out = gamma * xhat + beta, for channel c."""
+    N, _, M = x.shape
+    for n in range(N):
+        for m in range(M):
+            xh = (x[n, c, m] - mean) * invstd
+            xhat[n, c, m] = xh
+            out[n, c, m] = xh * gamma + beta
+
+
+normalize_channel = njit(cache=True, inline="always")(_normalize_channel)
+
+
 def _batchnorm_train_forward_kernel(x, gamma, beta, eps, out, xhat, mean, var, var_unbiased, invstd):
     N, C, M = x.shape
     count = N * M
@@ -37,26 +50,15 @@ def _batchnorm_train_forward_kernel(x, gamma, beta, eps, out, xhat, mean, var, v
         inv = 1.0 / np.sqrt(ss / count + eps)
         mean[c], var[c], invstd[c] = mu, ss / count, inv
         var_unbiased[c] = ss / (count - 1)
-        g, b = gamma[c], beta[c]
-        for n in range(N):
-            for m in range(M):
-                xh = (x[n, c, m] - mu) * inv
-                xhat[n, c, m] = xh
-                out[n, c, m] = xh * g + b
+        normalize_channel(x, c, mu, inv, gamma[c], beta[c], xhat, out)
 
 
 def _batchnorm_eval_forward_kernel(x, gamma, beta, running_mean, running_var, eps, out, xhat, invstd):
     N, C, M = x.shape
     for c in prange(C):
-        mu = running_mean[c]
         inv = 1.0 / np.sqrt(running_var[c] + eps)
         invstd[c] = inv
-        g, b = gamma[c], beta[c]
-        for n in range(N):
-            for m in range(M):
-                xh = (x[n, c, m] - mu) * inv
-                xhat[n, c, m] = xh
-                out[n, c, m] = xh * g + b
+        normalize_channel(x, c, running_mean[c], inv, gamma[c], beta[c], xhat, out)
 
 
 def _batchnorm_backward_kernel(dout, xhat, gamma, invstd, batch_stats, dx, dgamma, dbeta):

@@ -140,9 +140,7 @@ def _maxpool2d_backward_kernel(dout, indices, dx):
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
-        for h in range(H):
-            for w in range(W):
-                dx[n, c, h, w] = 0
+        dx[n, c] = 0
         for oh in range(OH):
             for ow in range(OW):
                 k = indices[n, c, oh, ow]

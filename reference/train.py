@@ -12,9 +12,7 @@ import numpy as np
 import torch
 
 from minicnn import models
-from minicnn.cli import add_train_arguments, run_train
-from minicnn.data import DataError
-from minicnn.train import TrainingDiverged
+from minicnn.cli import add_train_arguments, guarded, run_train
 
 from .data import load_fashion_mnist
 from .interop import to_torch
@@ -77,13 +75,8 @@ def main(argv=None):
     parser = add_train_arguments(argparse.ArgumentParser(
         prog="python -m reference.train", description="Train a seed model with PyTorch (the twin of minicnn train)."))
     args = parser.parse_args(argv)
-    try:
-        return run_train(args, TorchEngine, loader=load_fashion_mnist, command="python -m reference.train")
-    except KeyboardInterrupt:
-        return 130
-    except (DataError, TrainingDiverged, FileNotFoundError, ValueError) as e:
-        print(f"reference.train: error: {e}", file=sys.stderr)
-        return 1
+    return guarded("reference.train", lambda: run_train(args, TorchEngine, loader=load_fashion_mnist,
+                                                        command="python -m reference.train"))
 
 
 if __name__ == "__main__":
