@@ -29,6 +29,8 @@ def add_train_arguments(parser):
     parser.add_argument("--lr", type=float, help="learning rate (default: per model)")
     parser.add_argument("--momentum", type=float, help="SGD momentum (default: per model)")
     parser.add_argument("--weight-decay", type=float, help="SGD weight decay (default: per model)")
+    parser.add_argument("--lr-gamma", type=float,
+                        help="multiply the learning rate by this after each epoch (default: per model)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling (default: 0)")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -52,7 +54,8 @@ def config_from_args(args):
             config.epochs = args.epochs
         return config
     return Config.for_model(args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                            momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
+                            momentum=args.momentum, weight_decay=args.weight_decay, lr_gamma=args.lr_gamma,
+                            seed=args.seed,
                             dtype=args.dtype, train_limit=args.train_limit, test_limit=args.test_limit)
 
 

@@ -85,3 +85,18 @@ class SGD:
     def __repr__(self):
         return (f"SGD(lr={self.lr}, momentum={self.momentum}, dampening={self.dampening}, "
                 f"weight_decay={self.weight_decay}, nesterov={self.nesterov})")
+
+
+class ExponentialLR:
+    """``torch.optim.lr_scheduler.ExponentialLR``: each ``step()`` multiplies the learning rate by ``gamma``.
+
+    Call it once per epoch, after the epoch's optimizer steps, as in torch.
+    """
+
+    def __init__(self, optimizer, gamma):
+        if not isinstance(gamma, numbers.Real) or isinstance(gamma, bool) or not 0 < gamma <= 1:
+            raise ValueError(f"ExponentialLR: gamma must be in (0, 1], got {gamma!r}")
+        self.optimizer, self.gamma = optimizer, float(gamma)
+
+    def step(self):
+        self.optimizer.lr *= self.gamma

@@ -37,6 +37,14 @@ class TorchEngine:
         self.criterion, self.criterion_sum = loss_cls(), loss_cls(reduction="sum")
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, config.lr_gamma)
+
+    @property
+    def lr(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def end_epoch(self):
+        self.scheduler.step()
 
     def train_step(self, x, y):
         self.model.train()
@@ -55,6 +63,7 @@ class TorchEngine:
 
     def state(self):
         arrays = {f"model/{k}": v.detach().numpy().copy() for k, v in self.model.state_dict().items()}
+        arrays["optim/lr"] = np.array(self.lr)
         for i, p in enumerate(self.model.parameters()):
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
@@ -62,6 +71,10 @@ class TorchEngine:
         return arrays
 
     def load_state(self, arrays):
+        if "optim/lr" in arrays:
+            for group in self.optimizer.param_groups:
+                group["lr"] = float(arrays["optim/lr"])
+            self.scheduler.last_epoch, self.scheduler._last_lr = 0, [self.lr]
         head = "model/"
         self.model.load_state_dict({k[len(head):]: torch.from_numpy(np.array(v))
                                     for k, v in arrays.items() if k.startswith(head)})

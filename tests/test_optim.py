@@ -69,3 +69,25 @@ def test_sgd_state_dict_round_trip():
 def test_sgd_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mc.SGD([mc.Parameter(np.zeros(1))], **kwargs)
+
+
+@pytest.mark.parametrize("gamma", [0.7, 1.0])
+def test_exponential_lr_matches_torch(gamma):
+    rng = np.random.default_rng(1)
+    p = mc.Parameter(rng.standard_normal(5))
+    p_t = torch.from_numpy(p.data.copy()).requires_grad_()
+    opt, opt_t = mc.SGD([p], lr=0.1, momentum=0.9), torch.optim.SGD([p_t], lr=0.1, momentum=0.9)
+    sched, sched_t = mc.ExponentialLR(opt, gamma), torch.optim.lr_scheduler.ExponentialLR(opt_t, gamma)
+    for epoch in range(6):
+        for _ in range(3):
+            g = rng.standard_normal(5)
+            p.grad[...] = g
+            p_t.grad = torch.from_numpy(g.copy())
+            opt.step()
+            opt_t.step()
+        sched.step()
+        sched_t.step()
+        assert opt.lr == opt_t.param_groups[0]["lr"]
+        assert_close(p.data, p_t.detach().numpy(), f"epoch {epoch}")
+    with pytest.raises(ValueError, match=r"ExponentialLR: gamma must be in \(0, 1\], got 0"):
+        mc.ExponentialLR(opt, 0)
