@@ -1,7 +1,8 @@
 """Measurements that need a fresh process: peak memory of a training step, and Numba compile time.
 
-Run as ``python -m benchmarks.probe memory ENGINE MODEL BATCH`` or
-``python -m benchmarks.probe compile``; each prints one JSON line.
+Run as ``python -m benchmarks.probe memory ENGINE MODEL BATCH``, ``... policy THREADS BLAS REPEATS``
+or ``... compile``; each prints one JSON line. (Thread policies need a fresh process because
+the thread pools read their settings once, when they start.)
 
 Peak memory: after a warm-up step, the kernel's high-water mark of resident
 memory is reset (``/proc/self/clear_refs``), one step runs, and the new high
@@ -89,5 +90,10 @@ def compile_report():
 if __name__ == "__main__":
     if sys.argv[1] == "memory":
         print(json.dumps(memory(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+    elif sys.argv[1] == "policy":
+        from benchmarks.suites import policy_rows
+        blas = {"None": None, "all": "all"}.get(sys.argv[3], sys.argv[3])
+        print(json.dumps(policy_rows(int(sys.argv[2]), blas if blas in (None, "all") else int(blas),
+                                     int(sys.argv[4]))))
     else:
         print(json.dumps(compile_time()))

@@ -1,15 +1,15 @@
 """The measurements: per layer, per model, scaling with batch and threads, and the thread-policy fix."""
-import numba
+import os
+
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 import minicnn as mc
 from minicnn import models
 from reference.interop import to_torch
 
 from .cases import layer_cases, layer_flops, model_flops
-from .timing import compare
+from . import timing
 
 
 def _inputs(sample_shape, batch, layer, rng):
@@ -56,7 +56,7 @@ def layer_suite(batches, repeats, log):
             for phase, a, b, f in (("forward", fa, fb, flops[0]), ("backward", ba, bb, flops[1])):
                 if phase == "backward":
                     fa(), fb()
-                ours, theirs = compare(a, b, repeats)
+                ours, theirs = timing.compare(a, b, repeats)
                 rows.append(dict(kind="layer", name=label, phase=phase, batch=batch, flops=f,
                                  minicnn=ours, torch=theirs))
                 log(rows[-1])
@@ -111,7 +111,7 @@ def model_suite(batches, repeats, log):
                                    ("inference", pair.infer, pair.infer_torch, forward)):
                 if phase == "train step" and batch == 1 and name.endswith("-bn"):
                     continue  # BatchNorm1d cannot train on one sample (torch refuses too)
-                ours, theirs = compare(a, b, repeats)
+                ours, theirs = timing.compare(a, b, repeats)
                 rows.append(dict(kind="model", name=name, phase=phase, batch=batch, flops=f,
                                  minicnn=ours, torch=theirs))
                 log(rows[-1])
@@ -123,7 +123,7 @@ def scaling_suite(batches, threads, repeats, log):
     rows, rng = [], np.random.default_rng(1)
     for batch in batches:
         pair = ModelPair("article", batch, rng)
-        ours, theirs = compare(pair.train_step, pair.train_step_torch, repeats)
+        ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
         rows.append(dict(kind="scaling", name="article", phase="train step", batch=batch,
                          minicnn=ours, torch=theirs))
         log(rows[-1])
@@ -132,7 +132,7 @@ def scaling_suite(batches, threads, repeats, log):
         for n in sorted({1, threads}):
             mc.set_num_threads(n)
             torch.set_num_threads(n)
-            ours, theirs = compare(pair.train_step, pair.train_step_torch, repeats)
+            ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
             rows.append(dict(kind="threads", name=name, phase="train step", batch=64, threads=n,
                              minicnn=ours, torch=theirs))
             log(rows[-1])
@@ -141,22 +141,36 @@ def scaling_suite(batches, threads, repeats, log):
     return rows
 
 
-def thread_policy_suite(threads, repeats, log):
-    """The fight between Numba's and BLAS's thread pools, and minicnn's fix, on a batch-64 training step.
+# (label, environment for a fresh process, BLAS threads or None for minicnn's default)
+POLICIES = [
+    ("spinning pools, Numba N + BLAS N", {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}, "all"),
+    ("spinning pools, Numba N + BLAS 1", {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}, 1),
+    ("quiet pools, Numba N + BLAS N (minicnn's default)", {}, None),
+]
 
-    The same minicnn step is timed under each policy (A) beside torch (B).
-    """
-    rows, rng = [], np.random.default_rng(2)
-    policies = [("Numba N + BLAS N (no policy)", threads, threads),
-                ("Numba 1 + BLAS N", 1, threads),
-                ("Numba N + BLAS 1 (minicnn's policy)", threads, 1)]
+
+def policy_rows(threads, blas_threads, repeats):
+    """In this process: minicnn and torch training steps at batch 64 under the given BLAS threads."""
+    mc.set_num_threads(threads, None if blas_threads is None else threads if blas_threads == "all" else blas_threads)
+    torch.set_num_threads(threads)
+    rows = []
     for name in ("article", "notebook-bn"):
-        pair = ModelPair(name, 64, rng)
-        for label, numba_threads, blas_threads in policies:
-            numba.set_num_threads(numba_threads)
-            with threadpool_limits(limits=blas_threads, user_api="blas"):
-                ours, theirs = compare(pair.train_step, pair.train_step_torch, repeats)
-            rows.append(dict(kind="policy", name=name, phase=label, batch=64, minicnn=ours, torch=theirs))
+        pair = ModelPair(name, 64, np.random.default_rng(2))
+        ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
+        rows.append(dict(name=name, minicnn=ours, torch=theirs))
+    return rows
+
+
+def thread_policy_suite(threads, repeats, log):
+    """The fight between Numba's and BLAS's thread pools, and minicnn's fix (each policy in a fresh process).
+
+    Spinning pools: OpenMP workers spin after a parallel region (OMP_WAIT_POLICY=ACTIVE) and OpenBLAS
+    workers spin for its default timeout. minicnn's default makes both quiet (see minicnn.threads).
+    """
+    from . import probe
+    rows = []
+    for label, env, blas in POLICIES:
+        for row in probe.run("policy", threads, blas, repeats, env=dict(os.environ, **env)):
+            rows.append(dict(kind="policy", phase=label, batch=64, **row))
             log(rows[-1])
-    mc.set_num_threads(threads)
     return rows

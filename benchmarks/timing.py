@@ -2,6 +2,12 @@
 
 The machine is noisy, so the two contenders are always measured in the same
 stretch of time, and the report quotes the median with the min and max.
+
+Each sample is a block of calls lasting at least ``min_seconds``. A library's
+worker threads keep spinning for a while after its last call (torch's OpenMP
+pool does, by default), which slows whatever runs next on the same cores. In a
+block that cost falls on one call of many; with single calls it would fall on
+every call of whichever contender happens to run second.
 """
 import statistics
 import time
@@ -20,7 +26,7 @@ def _calibrate(fn, min_seconds):
         number = max(number * 2, int(number * min_seconds / max(elapsed, 1e-9)) + 1)
 
 
-def compare(a, b, repeats=7, warmup=2, min_seconds=0.005):
+def compare(a, b, repeats=7, warmup=2, min_seconds=0.1):
     """Time ``a()`` and ``b()`` alternately. Returns two dicts of median/min/max milliseconds per call."""
     for _ in range(warmup):
         a()

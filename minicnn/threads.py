@@ -1,25 +1,40 @@
-"""Thread policy: Numba's pool gets the cores, BLAS runs single-threaded.
+"""Thread policy: Numba's pool and numpy's BLAS share the cores without fighting.
 
-Measured on this project's 2-core machine (``article`` training step, batch 64):
-Numba 2 threads + OpenBLAS 2 threads took 132 ms, because OpenBLAS's spinning
-workers and Numba's OpenMP workers fight over the same cores; Numba 2 + BLAS 1
-took 31 ms; Numba 1 + BLAS 2 took 37 ms. ``benchmarks`` re-measures this.
+Both libraries keep worker threads that spin after each call: Numba's OpenMP
+workers (unless ``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about
+2^28 cycles, unless ``OPENBLAS_THREAD_TIMEOUT`` is set). On 2 cores a spinning
+pool steals the core the other one needs. Measured on this project's 2-core
+machine, ``article`` training step at batch 64, torch in the same process:
 
-BLAS threads are limited with ``threadpoolctl`` when it is installed (it is
-part of the ``train`` and ``dev`` extras); the core library only needs numpy
-and numba, so without it the BLAS setting is left alone.
+    Numba 2 + BLAS 2, both spinning                        99 ms
+    Numba 2 + BLAS 1                                       32 ms
+    Numba 2 + BLAS 2, passive OpenMP, short BLAS spin      24 ms   (this policy)
+
+(torch's own step went from 15.3 to 15.7 ms under the passive OpenMP setting.)
+Both runtimes read these variables once, when they start, so ``import minicnn``
+sets them (``setdefault``: a value you set wins) before numpy or Numba start
+their pools, if they have not yet. Import minicnn before numpy and torch to get
+this policy; the CLI, the benchmarks and the tests do. If OpenBLAS was already
+running without the short timeout, ``set_num_threads`` limits BLAS to one
+thread instead, the best policy in that case.
+
+BLAS threads are set with ``threadpoolctl`` when it is installed (it is in the
+``train`` and ``dev`` extras); the core library only needs numpy and numba.
 """
 import os
 
 import numba
 
+# Set by minicnn/__init__.py: did OpenBLAS and OpenMP start with the quiet settings?
+QUIET_POOLS = False
 _blas_limiter = None
 
 
-def set_num_threads(threads=None, blas_threads=1):
-    """Use ``threads`` Numba threads (default: all cores) and ``blas_threads`` BLAS threads.
+def set_num_threads(threads=None, blas_threads=None):
+    """Use ``threads`` Numba threads (default: all cores) and a BLAS policy that does not fight them.
 
-    Returns the number of Numba threads in use.
+    ``blas_threads`` defaults to ``threads`` when the pools started quiet (see the
+    module docstring), else to 1. Returns the Numba thread count.
     """
     global _blas_limiter
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
@@ -27,6 +42,8 @@ def set_num_threads(threads=None, blas_threads=1):
         raise ValueError(f"set_num_threads: threads must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                          f"(the cores Numba sees), got {threads}")
     numba.set_num_threads(threads)
+    if blas_threads is None:
+        blas_threads = threads if QUIET_POOLS else 1
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -35,7 +52,3 @@ def set_num_threads(threads=None, blas_threads=1):
         _blas_limiter.restore_original_limits()
     _blas_limiter = threadpool_limits(limits=blas_threads, user_api="blas")
     return threads
-
-
-def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
