@@ -45,7 +45,7 @@ def main(argv=None):
         timing.compare.__defaults__ = (*timing_defaults[:2], 0.05)
         repeats, layer_batches, model_batches, scaling_batches = 5, (64,), (1, 64), (1, 16, 64, 256)
     else:
-        repeats, layer_batches, model_batches = 9, (1, 64, 256), (1, 16, 64, 256)
+        repeats, layer_batches, model_batches = 7, (1, 64, 256), (1, 16, 64, 256)
         scaling_batches = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     rows = []
     print("whole models (training step and inference):")

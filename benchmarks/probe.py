@@ -4,9 +4,10 @@ Run as ``python -m benchmarks.probe memory ENGINE MODEL BATCH``, ``... policy TH
 or ``... compile``; each prints one JSON line. (Thread policies need a fresh process because
 the thread pools read their settings once, when they start.)
 
-Peak memory: after a warm-up step, the kernel's high-water mark of resident
-memory is reset (``/proc/self/clear_refs``), one step runs, and the new high
-water (``VmHWM``) minus the resident size before the step is the step's peak.
+Peak memory: after warm-up steps at batch 2 and building the model and data at
+the measured batch, the kernel's high-water mark of resident memory is reset
+(``/proc/self/clear_refs``), one step runs, and the new high water (``VmHWM``)
+minus the resident size before the step is the step's peak.
 For minicnn, tracemalloc's peak of numpy's allocations is reported beside it.
 """
 import json
@@ -33,10 +34,13 @@ def memory(engine, model, batch):
     from benchmarks.suites import ModelPair
 
     mc.set_num_threads()
+    # Warm up on a batch of 2 (compiles kernels, starts the pools), so that the big batch's memory is
+    # not already sitting in the allocator's free lists when the measured step runs.
+    small = ModelPair(model, 2, np.random.default_rng(0))
+    for _ in range(2):
+        small.train_step() if engine == "minicnn" else small.train_step_torch()
     pair = ModelPair(model, batch, np.random.default_rng(0))
     step = pair.train_step if engine == "minicnn" else pair.train_step_torch
-    step()
-    step()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     before = _status_kb("VmRSS")

@@ -29,7 +29,8 @@ def markdown(results):
            f"threading layer), torch {m['torch']}; BLAS: {', '.join(m['blas'])}. {results['threads']} thread(s).",
            "", "Times are the median (min–max) milliseconds per call of alternating A/B runs. "
            "ratio = minicnn / torch (below 1: minicnn is faster). GFLOP/s and % of peak are minicnn's. "
-           "notebook-bn has no training row at batch 1: BatchNorm1d cannot train on one sample.", ""]
+           "notebook-bn has no training row at batch 1, nor BatchNorm1d a layer row: BatchNorm1d cannot train "
+           "on one sample.", ""]
     header = "| {} | batch | minicnn ms | torch ms | ratio | GFLOP/s | % peak |"
     for kind, title, first in (("model", "Whole models", "model, phase"), ("layer", "Per layer", "layer, phase")):
         selected = [r for r in rows if r["kind"] == kind]

@@ -24,6 +24,10 @@ import numpy as np
 from numba import njit, prange
 
 
+# Elements of dcols built at once in the backward pass (4 Mi elements: 16 MB in float32).
+COL2IM_CHUNK_ELEMENTS = 1 << 22
+
+
 def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
     """``floor((I + pad_before + pad_after - dilation*(K-1) - 1) / stride) + 1``."""
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
@@ -245,7 +249,9 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     as a matrix ``Wm`` of shape (F, Cg*KH*KW), each group computes
     ``out_g = Wm_g @ cols_g``. The backward pass is the transpose of that:
     ``dWm_g = dout_g @ cols_g.T``, ``dcols_g = Wm_g.T @ dout_g``, and
-    ``dx = col2im(dcols)``; ``db`` sums dout over (N, OH, OW).
+    ``dx = col2im(dcols)``; ``db`` sums dout over (N, OH, OW). The backward
+    builds ``dcols`` a chunk of images at a time (``COL2IM_CHUNK_ELEMENTS``),
+    so its peak memory is ``cols`` plus one chunk, not twice ``cols``.
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -275,17 +281,20 @@ def conv2d_backward(dout, cache):
     db = np.empty(F, dtype=w.dtype)
     nchw_to_gemm(np.ascontiguousarray(dout).reshape(N, F, OH * OW), dout_mat, db)
     wm = w.reshape(F, Cg * KH * KW)
-    if groups == 1:
-        dwm = dout_mat @ cols.T
-        dcols = wm.T @ dout_mat
-    else:
-        Fg, R = F // groups, Cg * KH * KW
-        dwm = np.empty_like(wm)
-        dcols = np.empty_like(cols)
+    Fg, R, P = F // groups, Cg * KH * KW, OH * OW
+    dwm = np.empty_like(wm)
+    for g in range(groups):
+        fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
+        np.matmul(dout_mat[fs], cols[rs].T, out=dwm[fs])
+    # dcols is as large as cols; build it a chunk of images at a time so that only one chunk exists.
+    dx = np.empty((N, C, H, W), dtype=w.dtype)
+    chunk = max(1, COL2IM_CHUNK_ELEMENTS // max(1, C * KH * KW * P))
+    dcols = np.empty((C * KH * KW, min(chunk, N) * P), dtype=w.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        part = dcols[:, :(n1 - n0) * P]
         for g in range(groups):
             fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
-            np.matmul(dout_mat[fs], cols[rs].T, out=dwm[fs])
-            np.matmul(wm[fs].T, dout_mat[fs], out=dcols[rs])
-    dx = np.empty((N, C, H, W), dtype=w.dtype)
-    col2im(np.ascontiguousarray(dcols), N, C, H, W, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, dx)
+            np.matmul(wm[fs].T, dout_mat[fs, n0 * P:n1 * P], out=part[rs])
+        col2im(part, n1 - n0, C, H, W, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, dx[n0:n1])
     return dx, dwm.reshape(w.shape), (db if has_bias else None)

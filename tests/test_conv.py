@@ -1,5 +1,6 @@
 """Conv2d against torch, and the naive kernels against the fast ones."""
 import numpy as np
+import pytest
 from hypothesis import given
 
 import minicnn as mc
@@ -59,3 +60,20 @@ def test_conv2d_hand_computed():
     np.testing.assert_array_equal(dx[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
     np.testing.assert_array_equal(conv.bias.grad, [4.0])
     np.testing.assert_array_equal(conv.weight.grad[0, 0], [[8, 12], [20, 24]])
+
+
+@pytest.mark.parametrize("chunk_images", [1, 2])
+def test_backward_in_chunks_of_images_equals_naive(monkeypatch, chunk_images):
+    """The fast backward builds dcols a few images at a time; force several chunks (the last one partial)."""
+    import minicnn.conv as conv_module
+    x = np.random.default_rng(0).standard_normal((5, 4, 7, 6))
+    w = np.random.default_rng(1).standard_normal((6, 2, 3, 2))
+    b = np.random.default_rng(2).standard_normal(6)
+    args = (w, b, (2, 1), (1, 1, 0, 1), (1, 2), 2)
+    out, cache = conv2d_forward(x, *args)
+    rows_times_positions = 4 * 3 * 2 * out.shape[2] * out.shape[3]
+    monkeypatch.setattr(conv_module, "COL2IM_CHUNK_ELEMENTS", chunk_images * rows_times_positions)
+    dout = np.random.default_rng(3).standard_normal(out.shape)
+    _, naive_cache = conv2d_forward_naive(x, *args)
+    for name, fast, naive in zip(("dx", "dw", "db"), conv2d_backward(dout, cache), conv2d_backward_naive(dout, naive_cache)):
+        assert_close(fast, naive, name)
