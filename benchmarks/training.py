@@ -51,13 +51,17 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / "results")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
-    results = []
+    previous = HERE / "results" / "training.json"
+    kept = json.loads(previous.read_text()) if previous.exists() else []
+    results = [r for r in kept if r["model"] not in args.models]  # rows of models not re-run are kept
     for model in args.models:
         for engine in COMMANDS:
             folder = args.out / f"{model}-{engine.split()[0]}"
             results.append(run(engine, model, folder))
             print(f"{model} / {engine}: {results[-1]['final']['test_accuracy']:.4f} in "
                   f"{results[-1]['wall_seconds']:.0f} s", flush=True)
+    order = list(DEFAULTS)
+    results.sort(key=lambda r: (order.index(r["model"]), list(COMMANDS).index(r["engine"])))
     text = table(results) + ("\n\nTraining time is the sum of the epochs' loops (forward, backward, SGD step); "
                              "wall time adds start-up, data loading, evaluation and figures. "
                              "Same machine as the benchmark below, one run after the other.")
