@@ -140,6 +140,8 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(fashion_mnist, 
         np.testing.assert_array_equal(value, final_full[key], err_msg=key)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")  # the divergence it provokes
 def test_a_diverging_run_stops_naming_the_step_and_learning_rate(fashion_mnist_dir, tmp_path, capsys):
     # lr 1e20 overflows float32 weights to inf within two steps (a merely large lr does not: the
     # log-softmax stays finite for huge logits).
