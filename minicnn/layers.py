@@ -215,9 +215,10 @@ class _BatchNorm(Module):
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        ones = np.ones(self.num_features, dtype=self.dtype)
-        gamma = self.weight.data if self.affine else ones
-        beta = self.bias.data if self.affine else np.zeros_like(ones)
+        if self.affine:
+            gamma, beta = self.weight.data, self.bias.data
+        else:
+            gamma, beta = np.ones(self.num_features, self.dtype), np.zeros(self.num_features, self.dtype)
         update = self.training and self.track_running_stats
         out, self._cache = batchnorm_forward(
             x, gamma, beta, self.eps, batch_stats,
@@ -368,15 +369,16 @@ class Dropout(Module):
     def forward(self, x):
         x = chk.check_input(self._name(), x, chk.ANY_NDIM)
         if not self.training or self.p == 0.0:
-            self._cache = ((np.ones(x.shape, dtype=bool), 1.0), x.dtype)
+            self._cache = (None, x.shape, x.dtype)  # the identity: nothing to remember
             return x.copy()
         out, cache = dropout_forward(x, self.p, self.generator or default_generator())
-        self._cache = (cache, x.dtype)
+        self._cache = (cache, x.shape, x.dtype)
         return out
 
     def backward(self, grad_output):
-        (keep, scale), dtype = self._saved()
-        return dropout_backward(chk.check_grad(self._name(), grad_output, keep.shape, dtype), (keep, scale))
+        cache, shape, dtype = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, shape, dtype)
+        return dout.copy() if cache is None else dropout_backward(dout, cache)
 
     def extra_repr(self):
         return f"p={self.p}"

@@ -66,6 +66,7 @@ def test_dropout_scales_kept_elements_and_routes_gradient_through_them(shape, p,
     assert_close(out, (torch.from_numpy(x) * mask_t).numpy(), "torch's formula")
     layer.eval()
     np.testing.assert_array_equal(layer(x), x)
+    np.testing.assert_array_equal(layer.backward(dout), dout)  # the identity passes gradients unchanged
 
 
 def test_dropout_keeps_about_one_minus_p():
