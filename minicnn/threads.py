@@ -21,7 +21,6 @@ thread instead, the best policy in that case.
 BLAS threads are set with ``threadpoolctl`` when it is installed (it is in the
 ``train`` and ``dev`` extras); the core library only needs numpy and numba.
 """
-import os
 
 import numba
 
