@@ -17,7 +17,9 @@ import torch
 
 import minicnn as mc
 
-from . import machine, probe, report, suites, timing
+from . import machine, report, suites
+from .probe import compile_report
+from .timing import FULL, QUICK
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -41,27 +43,24 @@ def main(argv=None):
     torch.set_num_threads(threads)
     started = time.perf_counter()
     if args.quick:
-        timing_defaults = timing.compare.__defaults__
-        timing.compare.__defaults__ = (*timing_defaults[:2], 0.05)
-        repeats, layer_batches, model_batches, scaling_batches = 5, (64,), (1, 64), (1, 16, 64, 256)
+        budget, layer_batches, model_batches, scaling_batches = QUICK, (64,), (1, 64), (1, 16, 64, 256)
     else:
-        repeats, layer_batches, model_batches = 7, (1, 64, 256), (1, 16, 64, 256)
+        budget, layer_batches, model_batches = FULL, (1, 64, 256), (1, 16, 64, 256)
         scaling_batches = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     rows = []
     print("whole models (training step and inference):")
-    rows += suites.model_suite(model_batches, repeats, _log)
+    rows += suites.model_suite(model_batches, budget, _log)
     print("thread pools (Numba against BLAS):")
-    rows += suites.thread_policy_suite(threads, repeats, _log)
+    rows += suites.thread_policy_suite(threads, budget, _log)
     print("per layer:")
-    rows += suites.layer_suite(layer_batches, repeats, _log)
+    rows += suites.layer_suite(layer_batches, budget, _log)
     print("scaling:")
-    rows += suites.scaling_suite(scaling_batches, threads, max(3, repeats // 2), _log)
+    rows += suites.scaling_suite(scaling_batches, threads, budget.fewer(max(3, budget.repeats // 2)), _log)
     results = dict(machine=machine.describe(), threads=threads, quick=args.quick, rows=rows)
     if not args.quick:
         print("peak memory (fresh processes) and compile time:")
-        results["memory"] = {name: {engine: probe.run("memory", engine, name, 256) for engine in ("minicnn", "torch")}
-                             for name in ("article", "notebook", "notebook-bn")}
-        results["compile"] = probe.compile_report()
+        results["memory"] = suites.memory_suite(256)
+        results["compile"] = compile_report()
     results["seconds"] = time.perf_counter() - started
     text = report.write(results, args.out, HERE.parent / "README.md" if args.update_readme else None)
     print("\n" + text)

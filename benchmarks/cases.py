@@ -4,11 +4,13 @@ Layer cases are read off the models (the input each layer sees), so a change
 to ``minicnn.models`` changes the benchmark with it.
 """
 import numpy as np
+import torch
 
 import minicnn as mc
-from minicnn import models
+from minicnn.testing.interop import to_torch
+from minicnn.training import models
 
-SEED_MODELS = ("article", "notebook", "notebook-bn")
+SEED_MODELS = tuple(models.MODELS)
 
 
 def layer_cases():
@@ -68,3 +70,41 @@ def model_flops(name, batch):
         forward, backward = forward + f, backward + b
         x = layer(x)
     return forward, backward
+
+
+class ModelPair:
+    """A seed model in minicnn and its torch twin with the same weights, plus their step functions."""
+
+    def __init__(self, name, batch, rng):
+        self.name, self.batch = name, batch
+        self.model = models.build(name, seed=0)
+        self.twin = to_torch(self.model)
+        self.criterion = models.criterion(name)
+        self.criterion_t = getattr(torch.nn, type(self.criterion).__name__)()
+        self.opt = mc.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.opt_t = torch.optim.SGD(self.twin.parameters(), lr=1e-3, momentum=0.9)
+        self.x = rng.random((batch, *models.INPUT_SHAPE), dtype=np.float32)
+        self.y = rng.integers(0, 10, batch)
+        self.xt, self.yt = torch.from_numpy(self.x), torch.from_numpy(self.y)
+
+    def train_step(self):
+        self.model.train()
+        self.opt.zero_grad()
+        self.criterion(self.model(self.x), self.y)
+        self.model.backward(self.criterion.backward())
+        self.opt.step()
+
+    def train_step_torch(self):
+        self.twin.train()
+        self.opt_t.zero_grad()
+        self.criterion_t(self.twin(self.xt), self.yt).backward()
+        self.opt_t.step()
+
+    def infer(self):
+        self.model.eval()
+        return self.model(self.x)
+
+    def infer_torch(self):
+        self.twin.eval()
+        with torch.no_grad():
+            return self.twin(self.xt)

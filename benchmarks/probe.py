@@ -1,8 +1,12 @@
-"""Measurements that need a fresh process: peak memory of a training step, and Numba compile time.
+"""Measurements that need a fresh process: peak memory of a training step, the thread policies,
+and Numba compile time.
 
-Run as ``python -m benchmarks.probe memory ENGINE MODEL BATCH``, ``... policy THREADS BLAS REPEATS``
-or ``... compile``; each prints one JSON line. (Thread policies need a fresh process because
-the thread pools read their settings once, when they start.)
+    python -m benchmarks.probe memory ENGINE MODEL BATCH
+    python -m benchmarks.probe policy THREADS REPEATS [--blas-threads N]
+    python -m benchmarks.probe compile
+
+Each prints one JSON line; ``run`` starts one and reads it. Thread policies need a fresh
+process because the thread pools read their settings once, when they start.
 
 Peak memory: after warm-up steps at batch 2 and building the model and data at
 the measured batch, the kernel's high-water mark of resident memory is reset
@@ -10,6 +14,7 @@ the measured batch, the kernel's high-water mark of resident memory is reset
 minus the resident size before the step is the step's peak.
 For minicnn, tracemalloc's peak of numpy's allocations is reported beside it.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -17,6 +22,14 @@ import sys
 import tempfile
 import time
 import tracemalloc
+
+import numpy as np
+import torch
+
+import minicnn as mc
+
+from .cases import SEED_MODELS, ModelPair
+from .timing import Budget, compare
 
 
 def _status_kb(field):
@@ -28,11 +41,6 @@ def _status_kb(field):
 
 
 def memory(engine, model, batch):
-    import numpy as np
-
-    import minicnn as mc
-    from benchmarks.suites import ModelPair
-
     mc.set_num_threads()
     # Warm up on a batch of 2 (compiles kernels, starts the pools), so that the big batch's memory is
     # not already sitting in the allocator's free lists when the measured step runs.
@@ -54,20 +62,29 @@ def memory(engine, model, batch):
     return result
 
 
+def policy(threads, repeats, blas_threads=None):
+    """minicnn and torch training steps at batch 64 with ``blas_threads`` (None: minicnn's default policy)."""
+    mc.set_num_threads(threads, blas_threads)
+    torch.set_num_threads(threads)
+    rows = []
+    for name in ("article", "notebook-bn"):
+        pair = ModelPair(name, 64, np.random.default_rng(2))
+        ours, theirs = compare(pair.train_step, pair.train_step_torch, Budget(repeats=repeats))
+        rows.append(dict(name=name, minicnn=ours, torch=theirs))
+    return rows
+
+
 def compile_time():
-    """Seconds from import to the end of the first training step and inference of every seed model."""
-    start = time.perf_counter()
-    import numpy as np
-
-    from benchmarks.suites import ModelPair
-
-    for name in ("article", "notebook", "notebook-bn"):
+    """Seconds of the first training step and inference of every seed model in a fresh process
+    (Numba compiles, or loads from its cache, at a kernel's first call), then of the same work again."""
+    started = time.perf_counter()
+    for name in SEED_MODELS:
         pair = ModelPair(name, 2, np.random.default_rng(0))
         pair.train_step()
         pair.infer()
-    first = time.perf_counter() - start
+    first = time.perf_counter() - started
     start = time.perf_counter()
-    for name in ("article", "notebook", "notebook-bn"):
+    for name in SEED_MODELS:
         pair = ModelPair(name, 2, np.random.default_rng(0))
         pair.train_step()
         pair.infer()
@@ -91,13 +108,28 @@ def compile_report():
                 warm_seconds=cached["warm_seconds"])
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "memory":
-        print(json.dumps(memory(sys.argv[2], sys.argv[3], int(sys.argv[4]))))
-    elif sys.argv[1] == "policy":
-        from benchmarks.suites import policy_rows
-        blas = {"None": None, "all": "all"}.get(sys.argv[3], sys.argv[3])
-        print(json.dumps(policy_rows(int(sys.argv[2]), blas if blas in (None, "all") else int(blas),
-                                     int(sys.argv[4]))))
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.probe")
+    sub = parser.add_subparsers(dest="probe", required=True)
+    mem = sub.add_parser("memory")
+    mem.add_argument("engine", choices=["minicnn", "torch"])
+    mem.add_argument("model", choices=SEED_MODELS)
+    mem.add_argument("batch", type=int)
+    pol = sub.add_parser("policy")
+    pol.add_argument("threads", type=int)
+    pol.add_argument("repeats", type=int)
+    pol.add_argument("--blas-threads", type=int, default=None, help="default: minicnn's policy")
+    sub.add_parser("compile")
+    args = parser.parse_args(argv)
+    if args.probe == "memory":
+        answer = memory(args.engine, args.model, args.batch)
+    elif args.probe == "policy":
+        answer = policy(args.threads, args.repeats, args.blas_threads)
     else:
-        print(json.dumps(compile_time()))
+        answer = compile_time()
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

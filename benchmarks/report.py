@@ -3,7 +3,7 @@ import json
 import pathlib
 import re
 
-from minicnn.checkpoint import atomic_write
+from minicnn.training.checkpoint import atomic_write
 
 
 def _ms(t):
@@ -24,11 +24,13 @@ def _gflops(row, peak):
 def markdown(results):
     m, rows = results["machine"], results["rows"]
     peak = m["peak_gflops_fp32"]
-    out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['vector']}; fp32 peak ≈ {peak} GFLOP/s "
-           f"({m['peak_formula']}). numpy {m['numpy']}, numba {m['numba']} ({m['numba_threading_layer']} "
+    matmul = ", ".join(f"{k} {v:.0f}" for k, v in m["matmul_gflops"].items())
+    out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['vector']}; practical fp32 peak {peak} GFLOP/s, the best "
+           f"4096² float32 matmul in this run ({matmul} GFLOP/s); nominal {m['nominal_peak_gflops_fp32']} GFLOP/s "
+           f"({m['nominal_peak_formula']}). numpy {m['numpy']}, numba {m['numba']} ({m['numba_threading_layer']} "
            f"threading layer), torch {m['torch']}; BLAS: {', '.join(m['blas'])}. {results['threads']} thread(s).",
            "", "Times are the median (min–max) milliseconds per call of alternating A/B runs. "
-           "ratio = minicnn / torch (below 1: minicnn is faster). GFLOP/s and % of peak are minicnn's. "
+           "ratio = minicnn / torch (below 1: minicnn is faster). GFLOP/s and % of the practical peak are minicnn's. "
            "notebook-bn has no training row at batch 1, nor BatchNorm1d a layer row: BatchNorm1d cannot train "
            "on one sample.", ""]
     header = "| {} | batch | minicnn ms | torch ms | ratio | GFLOP/s | % peak |"

@@ -1,15 +1,15 @@
-"""The measurements: per layer, per model, scaling with batch and threads, and the thread-policy fix."""
+"""The measurements: per layer, per model, scaling with batch and threads, and the thread policies."""
 import os
 
 import numpy as np
 import torch
 
 import minicnn as mc
-from minicnn import models
-from reference.interop import to_torch
+from minicnn.testing.interop import to_torch
 
-from .cases import layer_cases, layer_flops, model_flops
-from . import timing
+from . import probe
+from .cases import SEED_MODELS, ModelPair, layer_cases, layer_flops, model_flops
+from .timing import compare
 
 
 def _inputs(sample_shape, batch, layer, rng):
@@ -46,7 +46,7 @@ def _layer_pair(layer, x, target):
             (lambda: layer.backward(dout), lambda: out_t[0].backward(dout_t, retain_graph=True)))
 
 
-def layer_suite(batches, repeats, log):
+def layer_suite(batches, budget, log):
     rows, rng = [], np.random.default_rng(0)
     for label, layer, shape in layer_cases():
         for batch in batches:
@@ -58,54 +58,16 @@ def layer_suite(batches, repeats, log):
             for phase, a, b, f in (("forward", fa, fb, flops[0]), ("backward", ba, bb, flops[1])):
                 if phase == "backward":
                     fa(), fb()
-                ours, theirs = timing.compare(a, b, repeats)
+                ours, theirs = compare(a, b, budget)
                 rows.append(dict(kind="layer", name=label, phase=phase, batch=batch, flops=f,
                                  minicnn=ours, torch=theirs))
                 log(rows[-1])
     return rows
 
 
-class ModelPair:
-    """A seed model in minicnn and its torch twin with the same weights, plus their step functions."""
-
-    def __init__(self, name, batch, rng):
-        self.name, self.batch = name, batch
-        self.model = models.build(name, seed=0)
-        self.twin = to_torch(self.model)
-        self.criterion = models.criterion(name)
-        self.criterion_t = getattr(torch.nn, type(self.criterion).__name__)()
-        self.opt = mc.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
-        self.opt_t = torch.optim.SGD(self.twin.parameters(), lr=1e-3, momentum=0.9)
-        self.x = rng.random((batch, *models.INPUT_SHAPE), dtype=np.float32)
-        self.y = rng.integers(0, 10, batch)
-        self.xt, self.yt = torch.from_numpy(self.x), torch.from_numpy(self.y)
-
-    def train_step(self):
-        self.model.train()
-        self.opt.zero_grad()
-        self.criterion(self.model(self.x), self.y)
-        self.model.backward(self.criterion.backward())
-        self.opt.step()
-
-    def train_step_torch(self):
-        self.twin.train()
-        self.opt_t.zero_grad()
-        self.criterion_t(self.twin(self.xt), self.yt).backward()
-        self.opt_t.step()
-
-    def infer(self):
-        self.model.eval()
-        return self.model(self.x)
-
-    def infer_torch(self):
-        self.twin.eval()
-        with torch.no_grad():
-            return self.twin(self.xt)
-
-
-def model_suite(batches, repeats, log):
+def model_suite(batches, budget, log):
     rows, rng = [], np.random.default_rng(0)
-    for name in ("article", "notebook", "notebook-bn"):
+    for name in SEED_MODELS:
         for batch in batches:
             pair = ModelPair(name, batch, rng)
             forward, backward = model_flops(name, batch)
@@ -113,28 +75,28 @@ def model_suite(batches, repeats, log):
                                    ("inference", pair.infer, pair.infer_torch, forward)):
                 if phase == "train step" and batch == 1 and name.endswith("-bn"):
                     continue  # BatchNorm1d cannot train on one sample (torch refuses too)
-                ours, theirs = timing.compare(a, b, repeats)
+                ours, theirs = compare(a, b, budget)
                 rows.append(dict(kind="model", name=name, phase=phase, batch=batch, flops=f,
                                  minicnn=ours, torch=theirs))
                 log(rows[-1])
     return rows
 
 
-def scaling_suite(batches, threads, repeats, log):
+def scaling_suite(batches, threads, budget, log):
     """Time per image of an ``article`` training step against batch size, and the 1 -> N thread speed-up."""
     rows, rng = [], np.random.default_rng(1)
     for batch in batches:
         pair = ModelPair("article", batch, rng)
-        ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
+        ours, theirs = compare(pair.train_step, pair.train_step_torch, budget)
         rows.append(dict(kind="scaling", name="article", phase="train step", batch=batch,
                          minicnn=ours, torch=theirs))
         log(rows[-1])
-    for name in ("article", "notebook", "notebook-bn"):
+    for name in SEED_MODELS:
         pair = ModelPair(name, 64, rng)
         for n in sorted({1, threads}):
             mc.set_num_threads(n)
             torch.set_num_threads(n)
-            ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
+            ours, theirs = compare(pair.train_step, pair.train_step_torch, budget)
             rows.append(dict(kind="threads", name=name, phase="train step", batch=64, threads=n,
                              minicnn=ours, torch=theirs))
             log(rows[-1])
@@ -143,36 +105,32 @@ def scaling_suite(batches, threads, repeats, log):
     return rows
 
 
-# (label, environment for a fresh process, BLAS threads or None for minicnn's default)
+SPINNING = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}
+# (label, environment for a fresh process, BLAS threads as a function of the thread count, or None for
+# minicnn's default policy)
 POLICIES = [
-    ("spinning pools, Numba N + BLAS N", {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}, "all"),
-    ("spinning pools, Numba N + BLAS 1", {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}, 1),
+    ("spinning pools, Numba N + BLAS N", SPINNING, lambda threads: threads),
+    ("spinning pools, Numba N + BLAS 1", SPINNING, lambda threads: 1),
     ("quiet pools, Numba N + BLAS N (minicnn's default)", {}, None),
 ]
 
 
-def policy_rows(threads, blas_threads, repeats):
-    """In this process: minicnn and torch training steps at batch 64 under the given BLAS threads."""
-    mc.set_num_threads(threads, None if blas_threads is None else threads if blas_threads == "all" else blas_threads)
-    torch.set_num_threads(threads)
-    rows = []
-    for name in ("article", "notebook-bn"):
-        pair = ModelPair(name, 64, np.random.default_rng(2))
-        ours, theirs = timing.compare(pair.train_step, pair.train_step_torch, repeats)
-        rows.append(dict(name=name, minicnn=ours, torch=theirs))
-    return rows
-
-
-def thread_policy_suite(threads, repeats, log):
+def thread_policy_suite(threads, budget, log):
     """The fight between Numba's and BLAS's thread pools, and minicnn's fix (each policy in a fresh process).
 
     Spinning pools: OpenMP workers spin after a parallel region (OMP_WAIT_POLICY=ACTIVE) and OpenBLAS
-    workers spin for its default timeout. minicnn's default makes both quiet (see minicnn.threads).
+    workers spin for its default timeout. minicnn's default makes both quiet (see minicnn.runtime).
     """
-    from . import probe
     rows = []
     for label, env, blas in POLICIES:
-        for row in probe.run("policy", threads, blas, repeats, env=dict(os.environ, **env)):
+        args = ["policy", threads, budget.repeats] + ([] if blas is None else ["--blas-threads", blas(threads)])
+        for row in probe.run(*args, env=dict(os.environ, **env)):
             rows.append(dict(kind="policy", phase=label, batch=64, **row))
             log(rows[-1])
     return rows
+
+
+def memory_suite(batch=256):
+    """Peak memory of one training step per model and engine, each in a fresh process."""
+    return {name: {engine: probe.run("memory", engine, name, batch) for engine in ("minicnn", "torch")}
+            for name in SEED_MODELS}

@@ -9,8 +9,24 @@ pool does, by default), which slows whatever runs next on the same cores. In a
 block that cost falls on one call of many; with single calls it would fall on
 every call of whichever contender happens to run second.
 """
+import dataclasses
 import statistics
 import time
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long to measure: ``repeats`` alternating samples, each a block of at least ``min_seconds``."""
+    repeats: int = 7
+    min_seconds: float = 0.1
+    warmup: int = 2
+
+    def fewer(self, repeats):
+        return dataclasses.replace(self, repeats=repeats)
+
+
+FULL = Budget()
+QUICK = Budget(repeats=5, min_seconds=0.05)
 
 
 def _calibrate(fn, min_seconds):
@@ -26,14 +42,14 @@ def _calibrate(fn, min_seconds):
         number = max(number * 2, int(number * min_seconds / max(elapsed, 1e-9)) + 1)
 
 
-def compare(a, b, repeats=7, warmup=2, min_seconds=0.1):
+def compare(a, b, budget=FULL):
     """Time ``a()`` and ``b()`` alternately. Returns two dicts of median/min/max milliseconds per call."""
-    for _ in range(warmup):
+    for _ in range(budget.warmup):
         a()
         b()
-    number = max(_calibrate(a, min_seconds), _calibrate(b, min_seconds))
+    number = max(_calibrate(a, budget.min_seconds), _calibrate(b, budget.min_seconds))
     samples = ([], [])
-    for _ in range(repeats):
+    for _ in range(budget.repeats):
         for fn, out in zip((a, b), samples):
             start = time.perf_counter()
             for _ in range(number):

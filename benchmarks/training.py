@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 
-from minicnn.checkpoint import atomic_write
-from minicnn.train import DEFAULTS
+from minicnn.training.checkpoint import atomic_write
+from minicnn.training.models import MODELS
 
 HERE = pathlib.Path(__file__).resolve().parent
 COMMANDS = {"minicnn": [sys.executable, "-m", "minicnn", "train"],
@@ -47,7 +47,7 @@ def table(results):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.training", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(DEFAULTS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / "results")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
@@ -60,7 +60,7 @@ def main(argv=None):
             results.append(run(engine, model, folder))
             print(f"{model} / {engine}: {results[-1]['final']['test_accuracy']:.4f} in "
                   f"{results[-1]['wall_seconds']:.0f} s", flush=True)
-    order = list(DEFAULTS)
+    order = list(MODELS)
     results.sort(key=lambda r: (order.index(r["model"]), list(COMMANDS).index(r["engine"])))
     text = table(results) + ("\n\nTraining time is the sum of the epochs' loops (forward, backward, SGD step); "
                              "wall time adds start-up, data loading, evaluation and figures. "

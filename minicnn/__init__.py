@@ -2,27 +2,36 @@
 
 Every layer does what its torch.nn namesake does, forward and backward, and
 the kernels are written to be read. ``import minicnn as mc``.
+
+The package reads bottom-up, each layer importing only the ones below it:
+
+    runtime      the thread policy of Numba's pool and numpy's BLAS
+    functional   the kernels: functional forward/backward pairs, one module per op family
+    nn           Module, Parameter, Sequential, the layers and losses, init, input checks
+    optim        SGD and ExponentialLR
+    testing      learner tools: gradcheck, compare_with_torch, torch interop
+    training     the Fashion-MNIST app: data, model registry, loop, checkpoints, plots, CLI
 """
 import os as _os
 import sys as _sys
 
-# Quiet thread pools (see minicnn.threads): OpenBLAS and OpenMP read these once, when they start.
+# Quiet thread pools (see minicnn.runtime): OpenBLAS and OpenMP read these once, when they start.
 if "numpy" not in _sys.modules and "numba" not in _sys.modules:
     _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _QUIET_POOLS = (_os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
                 and "OPENBLAS_THREAD_TIMEOUT" in _os.environ)
 
-from . import threads as _threads  # noqa: E402
+from . import runtime as _runtime  # noqa: E402
 
-_threads.QUIET_POOLS = _QUIET_POOLS
-from .gradcheck import gradcheck  # noqa: E402
-from .init import default_generator, manual_seed
-from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear,
-                     LogSoftmax, MaxPool2d, NLLLoss, ReLU)
-from .module import Module, Parameter, Sequential
-from .optim import SGD, ExponentialLR
-from .threads import set_num_threads
+_runtime.QUIET_POOLS = _QUIET_POOLS
+from . import functional  # noqa: E402,F401
+from .nn import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear,  # noqa: E402
+                 LogSoftmax, MaxPool2d, Module, NLLLoss, Parameter, ReLU, Sequential, default_generator,
+                 manual_seed)
+from .optim import SGD, ExponentialLR  # noqa: E402
+from .runtime import set_num_threads  # noqa: E402
+from .testing import gradcheck  # noqa: E402
 
 __version__ = "0.1.0"
 

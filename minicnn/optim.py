@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .module import Parameter
+from .nn.module import Parameter
 
 
 class SGD:

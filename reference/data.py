@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torchvision import datasets, transforms
 
-from minicnn.checkpoint import atomic_write
-from minicnn.data import FILES, _find_file, cache_dir, find_dataset
+from minicnn.training.checkpoint import atomic_write
+from minicnn.training.data import FILES, cache_dir, find_dataset, find_file
 
 
 def prepare_root(data_dir=None, root=None):
@@ -27,7 +27,7 @@ def prepare_root(data_dir=None, root=None):
         target = raw / name
         if target.is_file():
             continue
-        found = _find_file(source, name)
+        found = find_file(source, name)
         if found.suffix == ".gz":
             with gzip.open(found, "rb") as f:
                 payload = f.read()

@@ -1,6 +1,6 @@
 """``python -m reference.train``: train with torch, with the same flags and outputs as ``minicnn train``.
 
-The loop, shuffling, checkpoints and figures are minicnn's (``minicnn.train.fit``);
+The loop, shuffling, checkpoints and figures are minicnn's (``minicnn.training.loop.fit``);
 only the engine differs. Both engines start from the same initial weights (the
 minicnn model for ``--seed``, copied into its torch twin), so the two runs can
 be compared side by side.
@@ -11,15 +11,16 @@ import sys
 import numpy as np
 import torch
 
-from minicnn import models
-from minicnn.cli import add_train_arguments, guarded, run_train
+from minicnn.testing.interop import to_torch
+from minicnn.training import models
+from minicnn.training.checkpoint import split_prefix
+from minicnn.training.cli import add_train_arguments, guarded, run_train
 
 from .data import load_fashion_mnist
-from .interop import to_torch
 
 
 class TorchEngine:
-    """The torch twin of ``minicnn.train.MinicnnEngine``."""
+    """The torch twin of ``minicnn.training.loop.MinicnnEngine``."""
 
     name = "torch"
 
@@ -75,9 +76,8 @@ class TorchEngine:
             for group in self.optimizer.param_groups:
                 group["lr"] = float(arrays["optim/lr"])
             self.scheduler.last_epoch, self.scheduler._last_lr = 0, [self.lr]
-        head = "model/"
-        self.model.load_state_dict({k[len(head):]: torch.from_numpy(np.array(v))
-                                    for k, v in arrays.items() if k.startswith(head)})
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v))
+                                    for k, v in split_prefix(arrays, "model").items()})
         for i, p in enumerate(self.model.parameters()):
             key = f"optim/momentum_buffer.{i}"
             if key in arrays:

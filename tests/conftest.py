@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def fashion_mnist_dir():
     """The real dataset's folder. Missing data fails under CI=true (CI installs it with `make data`)."""
-    from minicnn.data import DataError, find_dataset
+    from minicnn.training.data import DataError, find_dataset
     try:
         return find_dataset(allow_download=False)
     except DataError as e:
@@ -34,5 +34,5 @@ def fashion_mnist_dir():
 
 @pytest.fixture(scope="session")
 def fashion_mnist(fashion_mnist_dir):
-    from minicnn.data import load_fashion_mnist
+    from minicnn.training.data import load_fashion_mnist
     return load_fashion_mnist("train", fashion_mnist_dir), load_fashion_mnist("test", fashion_mnist_dir)

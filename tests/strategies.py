@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 DTYPES = st.sampled_from([np.float32, np.float64])
+IMPLS = st.sampled_from(["fast", "naive"])  # Conv2d and MaxPool2d: im2col/argmax kernels or the direct loops
 seeds = st.integers(0, 2**32 - 1)
 small = st.integers(1, 3)
 

@@ -5,18 +5,18 @@ from hypothesis import given
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
-from minicnn.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
-from strategies import DTYPES, array, conv_cases, generator, seeds
+from minicnn.functional.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from strategies import DTYPES, IMPLS, array, conv_cases, generator, seeds
 
 
-def make_conv(case, dtype, seed):
-    return mc.Conv2d(**case["args"], dtype=dtype, generator=np.random.default_rng(seed))
+def make_conv(case, dtype, seed, impl="fast"):
+    return mc.Conv2d(**case["args"], dtype=dtype, generator=np.random.default_rng(seed), impl=impl)
 
 
-@given(case=conv_cases(), dtype=DTYPES, seed=seeds)
-def test_conv2d_matches_torch(case, dtype, seed):
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds, impl=IMPLS)
+def test_conv2d_matches_torch(case, dtype, seed, impl):
     rng = generator(seed)
-    conv = make_conv(case, dtype, seed)
+    conv = make_conv(case, dtype, seed, impl)
     compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
 
 
@@ -26,7 +26,7 @@ def test_naive_and_fast_conv_agree(case, dtype, seed):
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
     b = None if conv.bias is None else conv.bias.data
-    args = (conv.weight.data, b, conv.stride, conv._pads(), conv.dilation, conv.groups)
+    args = (conv.weight.data, b, conv.stride, conv.padding_per_side(), conv.dilation, conv.groups)
     fast, fast_cache = conv2d_forward(x, *args)
     naive, naive_cache = conv2d_forward_naive(x, *args)
     assert_close(fast, naive, "forward")
@@ -65,7 +65,7 @@ def test_conv2d_hand_computed():
 @pytest.mark.parametrize("chunk_images", [1, 2])
 def test_backward_in_chunks_of_images_equals_naive(monkeypatch, chunk_images):
     """The fast backward builds dcols a few images at a time; force several chunks (the last one partial)."""
-    import minicnn.conv as conv_module
+    import minicnn.functional.conv as conv_module
     x = np.random.default_rng(0).standard_normal((5, 4, 7, 6))
     w = np.random.default_rng(1).standard_normal((6, 2, 3, 2))
     b = np.random.default_rng(2).standard_normal(6)

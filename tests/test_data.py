@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from minicnn import data
-from minicnn.data import DataError, find_dataset, iterate_batches, read_idx
+from minicnn.training import data
+from minicnn.training.data import DataError, find_dataset, iterate_batches, read_idx
 
 
 def idx_bytes(array, type_code=0x08):

@@ -31,7 +31,7 @@ def test_examples_run(page, capsys):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_kernel_links_point_at_real_functions(page):
-    links = re.findall(r"\[`(\w+)`\]\((\.\./minicnn/\w+\.py)\)", page.read_text())
+    links = re.findall(r"\[`(\w+)`\]\((\.\./minicnn/[\w/]+\.py)\)", page.read_text())
     if page.parent.name == "docs":
         assert links, f"{page.name} links to no kernel"
     for name, target in links:

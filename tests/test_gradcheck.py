@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minicnn as mc
-from minicnn.gradcheck import numerical_gradient
+from minicnn.testing import numerical_gradient
 
 TOLERANCE = 1e-6
 

@@ -6,14 +6,14 @@ from hypothesis import assume, given, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
-from minicnn.pool import maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward, maxpool2d_forward_naive
-from strategies import DTYPES, array, generator, pool_cases, seeds
+from minicnn.functional.pool import maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward, maxpool2d_forward_naive
+from strategies import DTYPES, IMPLS, array, generator, pool_cases, seeds
 
 
-@given(case=pool_cases(), dtype=DTYPES, seed=seeds, ties=st.booleans())
-def test_maxpool2d_matches_torch(case, dtype, seed, ties):
+@given(case=pool_cases(), dtype=DTYPES, seed=seeds, ties=st.booleans(), impl=IMPLS)
+def test_maxpool2d_matches_torch(case, dtype, seed, ties, impl):
     rng = generator(seed)
-    pool, x = mc.MaxPool2d(**case["args"]), array(rng, case["shape"], dtype, ties)
+    pool, x = mc.MaxPool2d(**case["args"], impl=impl), array(rng, case["shape"], dtype, ties)
     # A window made only of padding outputs -inf; torch's backward then writes outside the input
     # (undefined behaviour), so gradients are compared only where every window holds an element.
     assume(np.isfinite(pool(x)).all())

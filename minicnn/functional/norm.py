@@ -16,6 +16,8 @@ Training forward (batch statistics)
 
 Eval forward uses ``running_mean`` and ``running_var`` instead of the batch's.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -91,6 +93,15 @@ batchnorm_eval_forward_kernel = njit(parallel=True, cache=True)(_batchnorm_eval_
 batchnorm_backward_kernel = njit(parallel=True, cache=True)(_batchnorm_backward_kernel)
 
 
+class BatchNormCache(NamedTuple):
+    """What ``batchnorm_backward`` needs."""
+    xhat: np.ndarray        # (N, C, M): the normalized input
+    gamma: np.ndarray       # (C,)
+    invstd: np.ndarray      # (C,): 1 / sqrt(var + eps) of the statistics used
+    batch_stats: bool       # True: normalized with this batch's statistics (they depend on x)
+    x_shape: tuple          # the input's shape, (N, C, *)
+
+
 def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
                       running_mean=None, running_var=None, momentum=0.1):
     """Batch norm of ``x`` over every axis but 1.
@@ -112,7 +123,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
     Returns
     -------
     out : ndarray of x's shape
-    cache : tuple for ``batchnorm_backward``
+    cache : BatchNormCache for ``batchnorm_backward``
     """
     N, C = x.shape[0], x.shape[1]
     x3 = np.ascontiguousarray(x).reshape(N, C, -1)
@@ -126,7 +137,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
             running_var[...] = momentum * var_unbiased + (1 - momentum) * running_var
     else:
         batchnorm_eval_forward_kernel(x3, gamma, beta, running_mean, running_var, eps, out, xhat, invstd)
-    return out.reshape(x.shape), (xhat, gamma, invstd, batch_stats, x.shape)
+    return out.reshape(x.shape), BatchNormCache(xhat, gamma, invstd, batch_stats, x.shape)
 
 
 def batchnorm_backward(dout, cache):
@@ -148,10 +159,10 @@ def batchnorm_backward(dout, cache):
     component along ``xhat`` projected out, because shifting every x_i, or
     scaling every x_i - mean, leaves xhat unchanged.
     """
-    xhat, gamma, invstd, batch_stats, shape = cache
+    xhat, shape = cache.xhat, cache.x_shape
     N, C = shape[0], shape[1]
     dout3 = np.ascontiguousarray(dout, dtype=xhat.dtype).reshape(N, C, -1)
     dx = np.empty_like(xhat)
     dgamma, dbeta = np.empty(C, dtype=xhat.dtype), np.empty(C, dtype=xhat.dtype)
-    batchnorm_backward_kernel(dout3, xhat, gamma, invstd, batch_stats, dx, dgamma, dbeta)
+    batchnorm_backward_kernel(dout3, xhat, cache.gamma, cache.invstd, cache.batch_stats, dx, dgamma, dbeta)
     return dx.reshape(shape), dgamma, dbeta

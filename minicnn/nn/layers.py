@@ -1,23 +1,20 @@
-"""Layers and losses with torch.nn's names, arguments and semantics.
+"""Layers with torch.nn's names, arguments and semantics.
 
 Each class is thin: it validates its arguments and input, owns its parameters
 and the cache of the last forward, and calls the functional kernels in
-``conv``, ``pool``, ``norm``, ``activation``, ``linear`` and ``loss``.
+``minicnn.functional``. Conv2d and MaxPool2d take ``impl="fast"`` (the default)
+or ``impl="naive"``: the readable direct loops, through the same layer code.
 """
 import numbers
 
 import numpy as np
 
+from .. import functional as F
 from . import _checks as chk
-from .activation import (dropout_backward, dropout_forward, log_softmax_backward, log_softmax_forward,
-                         relu_backward, relu_forward)
-from .conv import conv2d_backward, conv2d_forward, conv2d_output_size
-from .init import default_generator, kaiming_uniform, fan_in, uniform
-from .linear import linear_backward, linear_forward
-from .loss import REDUCTIONS, cross_entropy_backward, cross_entropy_forward, nll_backward, nll_forward
+from .init import default_generator, fan_in, kaiming_uniform, uniform
 from .module import Module, Parameter
-from .norm import batchnorm_backward, batchnorm_forward
-from .pool import maxpool2d_backward, maxpool2d_forward, maxpool2d_output_size
+
+IMPLS = ("fast", "naive")
 
 
 class Conv2d(Module):
@@ -35,6 +32,8 @@ class Conv2d(Module):
     bias : bool
     dtype : np.float32 (default) or np.float64
     generator : numpy Generator for the initial weights (default: ``minicnn.manual_seed``'s)
+    impl : 'fast' (im2col + GEMM, the default) or 'naive' (the direct loops of
+        ``conv2d_forward_naive``: slow, written to be read and stepped through)
 
     Shapes: input (N, in_channels, H, W), output (N, out_channels, OH, OW),
     ``O = floor((I + 2p - d(k-1) - 1) / s) + 1``; weight
@@ -42,9 +41,10 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32, generator=None):
+                 groups=1, bias=True, dtype=np.float32, generator=None, impl="fast"):
         super().__init__()
         name = "Conv2d"
+        self.impl = chk.choice(name, "impl", impl, IMPLS)
         self.in_channels = chk.positive_int(name, "in_channels", in_channels)
         self.out_channels = chk.positive_int(name, "out_channels", out_channels)
         self.groups = chk.positive_int(name, "groups", groups)
@@ -69,7 +69,7 @@ class Conv2d(Module):
         self.weight = Parameter(kaiming_uniform(shape, self.dtype, rng))
         self.bias = Parameter(uniform(out_channels, fan_in(shape) ** -0.5, self.dtype, rng)) if bias else None
 
-    def _pads(self):
+    def padding_per_side(self):
         """Padding per side, (top, bottom, left, right)."""
         if self.padding == "valid":
             return (0, 0, 0, 0)
@@ -84,28 +84,31 @@ class Conv2d(Module):
 
     def output_shape(self, input_shape):
         """The output shape for an input of ``input_shape`` (N, C, H, W)."""
-        pt, pb, pl, pr = self._pads()
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        pt, pb, pl, pr = self.padding_per_side()
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation  # kernel, stride, dilation
         return (input_shape[0], self.out_channels,
-                conv2d_output_size(input_shape[2], kh, sh, pt, pb, dh),
-                conv2d_output_size(input_shape[3], kw, sw, pl, pr, dw))
+                F.conv2d_output_size(input_shape[2], kh, sh, pt, pb, dh),
+                F.conv2d_output_size(input_shape[3], kw, sw, pl, pr, dw))
 
     def forward(self, x):
         x = chk.check_input(self._name(), x, (4,), self.dtype, channels=self.in_channels)
-        pads = self._pads()
+        pads = self.padding_per_side()
         padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
         extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
         if padded[0] < extent[0] or padded[1] < extent[1]:
             raise ValueError(f"{self._name()}: the kernel (extent d*(k-1)+1 = {extent}) is larger than the "
                              f"padded input {padded} of input shape {x.shape}")
         bias = None if self.bias is None else self.bias.data
-        out, self._cache = conv2d_forward(x, self.weight.data, bias, self.stride, pads, self.dilation, self.groups)
+        forward = F.conv2d_forward if self.impl == "fast" else F.conv2d_forward_naive
+        out, self._cache = forward(x, self.weight.data, bias, self.stride, pads, self.dilation, self.groups)
+        self._out_shape = out.shape
         return out
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self.output_shape(cache[0]), self.dtype)
-        dx, dw, db = conv2d_backward(dout, cache)
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
+        backward = F.conv2d_backward if self.impl == "fast" else F.conv2d_backward_naive
+        dx, dw, db = backward(dout, cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -120,6 +123,8 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.impl != "fast":
+            s += f", impl={self.impl!r}"
         return s
 
 
@@ -132,11 +137,14 @@ class MaxPool2d(Module):
     padding is dropped. With ``return_indices`` the forward returns
     ``(out, indices)`` (flat indices into each H*W plane).
     Output size: ``O = floor((I + 2p - d(k-1) - 1) / s) + 1`` (ceil with ceil_mode).
+    ``impl='naive'`` runs the direct loops of ``maxpool2d_forward_naive``.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False,
+                 impl="fast"):
         super().__init__()
         name = "MaxPool2d"
+        self.impl = chk.choice(name, "impl", impl, IMPLS)
         self.kernel_size = chk.pair(name, "kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else chk.pair(name, "stride", stride)
         self.padding = chk.pair(name, "padding", padding, minimum=0)
@@ -148,9 +156,9 @@ class MaxPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
 
     def output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1]) + tuple(
-            maxpool2d_output_size(input_shape[2 + a], self.kernel_size[a], self.stride[a],
-                                  self.padding[a], self.dilation[a], self.ceil_mode) for a in range(2))
+        """The output shape for an input of ``input_shape`` (N, C, H, W)."""
+        return F.maxpool2d_output_shape(input_shape, self.kernel_size, self.stride, self.padding, self.dilation,
+                                        self.ceil_mode)
 
     def forward(self, x):
         x = chk.check_input(self._name(), x, (4,))
@@ -158,18 +166,26 @@ class MaxPool2d(Module):
         if shape[2] < 1 or shape[3] < 1:
             raise ValueError(f"{self._name()}: input shape {x.shape} is too small: "
                              f"the output would be {shape}")
-        out, self._cache = maxpool2d_forward(x, self.kernel_size, self.stride, self.padding,
-                                             self.dilation, self.ceil_mode)
-        return (out, self._cache[0].copy()) if self.return_indices else out
+        if self.impl == "fast" or self.return_indices:  # only the fast kernel records the indices
+            out, cache = F.maxpool2d_forward(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                             self.ceil_mode)
+        else:
+            out, cache = F.maxpool2d_forward_naive(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                                   self.ceil_mode)
+        self._cache, self._out_shape, self._dtype = cache, out.shape, x.dtype
+        return (out, cache.indices.copy()) if self.return_indices else out
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, cache[0].shape, cache[2])
-        return maxpool2d_backward(dout, cache)
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self._dtype)
+        if isinstance(cache, F.PoolCache):
+            return F.maxpool2d_backward(dout, cache)
+        return F.maxpool2d_backward_naive(dout, cache)
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        s = (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+             f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return s + (f", impl={self.impl!r}" if self.impl != "fast" else "")
 
 
 class _BatchNorm(Module):
@@ -220,7 +236,7 @@ class _BatchNorm(Module):
         else:
             gamma, beta = np.ones(self.num_features, self.dtype), np.zeros(self.num_features, self.dtype)
         update = self.training and self.track_running_stats
-        out, self._cache = batchnorm_forward(
+        out, self._cache = F.batchnorm_forward(
             x, gamma, beta, self.eps, batch_stats,
             self.running_mean if (update or not batch_stats) else None,
             self.running_var if (update or not batch_stats) else None, factor)
@@ -228,8 +244,8 @@ class _BatchNorm(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, cache[-1], self.dtype)
-        dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+        dout = chk.check_grad(self._name(), grad_output, cache.x_shape, self.dtype)
+        dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta
@@ -277,18 +293,18 @@ class Linear(Module):
         x = chk.check_input(self._name(), x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1)
         lead = x.shape[:-1]
         bias = None if self.bias is None else self.bias.data
-        out, cache = linear_forward(x.reshape(-1, self.in_features), self.weight.data, bias)
-        self._cache = (cache, lead)
-        return out.reshape(*lead, self.out_features)
+        out, self._cache = F.linear_forward(x.reshape(-1, self.in_features), self.weight.data, bias)
+        self._out_shape = (*lead, self.out_features)
+        return out.reshape(self._out_shape)
 
     def backward(self, grad_output):
-        cache, lead = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, (*lead, self.out_features), self.dtype)
-        dx, dw, db = linear_backward(dout.reshape(-1, self.out_features), cache)
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
+        dx, dw, db = F.linear_backward(dout.reshape(-1, self.out_features), cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
-        return dx.reshape(*lead, self.in_features)
+        return dx.reshape(*self._out_shape[:-1], self.in_features)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -299,12 +315,12 @@ class ReLU(Module):
 
     def forward(self, x):
         x = chk.check_input(self._name(), x, chk.ANY_NDIM)
-        out, self._cache = relu_forward(x)
+        out, self._cache = F.relu_forward(x)
         return out
 
     def backward(self, grad_output):
-        out = self._saved()
-        return relu_backward(chk.check_grad(self._name(), grad_output, out.shape, out.dtype), out)
+        cache = self._saved()
+        return F.relu_backward(chk.check_grad(self._name(), grad_output, cache.out.shape, cache.out.dtype), cache)
 
 
 class Flatten(Module):
@@ -342,16 +358,20 @@ class LogSoftmax(Module):
         x = chk.check_input(self._name(), x, range(1, 33))
         if not -x.ndim <= self.dim < x.ndim:
             raise ValueError(f"{self._name()}: dim {self.dim} is out of range for input shape {x.shape}")
-        out, cache = log_softmax_forward(x, self.dim % x.ndim)
-        self._cache = (cache, out.shape, out.dtype)
+        out, self._cache = F.log_softmax_forward(x, self.dim % x.ndim)
+        self._out_shape = out.shape
         return out
 
     def backward(self, grad_output):
-        cache, shape, dtype = self._saved()
-        return log_softmax_backward(chk.check_grad(self._name(), grad_output, shape, dtype), cache)
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, cache.out_rows.dtype)
+        return F.log_softmax_backward(dout, cache)
 
     def extra_repr(self):
         return f"dim={self.dim}"
+
+
+IDENTITY = "identity"  # Dropout's cache in eval mode (or p = 0): the backward passes dout through
 
 
 class Dropout(Module):
@@ -368,95 +388,17 @@ class Dropout(Module):
 
     def forward(self, x):
         x = chk.check_input(self._name(), x, chk.ANY_NDIM)
+        self._out_shape, self._out_dtype = x.shape, x.dtype
         if not self.training or self.p == 0.0:
-            self._cache = (None, x.shape, x.dtype)  # the identity: nothing to remember
+            self._cache = IDENTITY  # nothing to remember
             return x.copy()
-        out, cache = dropout_forward(x, self.p, self.generator or default_generator())
-        self._cache = (cache, x.shape, x.dtype)
+        out, self._cache = F.dropout_forward(x, self.p, self.generator or default_generator())
         return out
 
     def backward(self, grad_output):
-        cache, shape, dtype = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, shape, dtype)
-        return dout.copy() if cache is None else dropout_backward(dout, cache)
+        cache = self._saved()
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self._out_dtype)
+        return dout.copy() if cache is IDENTITY else F.dropout_backward(dout, cache)
 
     def extra_repr(self):
         return f"p={self.p}"
-
-
-# ---------------------------------------------------------------------------
-# Losses
-# ---------------------------------------------------------------------------
-class _Loss(Module):
-    """``loss = criterion(input, target)``; ``criterion.backward()`` returns d loss / d input."""
-
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
-        super().__init__()
-        name = type(self).__name__
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        if weight is not None and (not isinstance(weight, np.ndarray) or weight.ndim != 1):
-            raise ValueError(f"{name}: weight must be a 1-D ndarray with one entry per class, got {weight!r}")
-        self.weight, self.ignore_index, self.reduction = weight, int(ignore_index), reduction
-
-    def __call__(self, input, target):
-        return self.forward(input, target)
-
-    def forward(self, input, target):
-        input, target, weight = self._validate(input, target)
-        loss, cache = self._forward(input, target, weight, self.ignore_index, self.reduction)
-        self._cache = (cache, loss.shape, input.dtype)
-        return loss
-
-    def _validate(self, input, target):
-        name = self._name()
-        input = chk.check_input(name, input, (2,))
-        N, C = input.shape
-        if not isinstance(target, np.ndarray) or not np.issubdtype(target.dtype, np.integer):
-            got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
-            raise TypeError(f"{name}: target must be an integer ndarray of class indices, got {got}")
-        if target.shape != (N,):
-            raise ValueError(f"{name}: target must have shape ({N},) to match input shape {input.shape}, "
-                             f"got {target.shape}")
-        target = target.astype(np.int64)
-        bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
-        if bad.any():
-            raise ValueError(f"{name}: target {int(target[bad][0])} is out of range for {C} classes "
-                             f"(valid: 0 to {C - 1}, or ignore_index={self.ignore_index})")
-        weight = None
-        if self.weight is not None:
-            if self.weight.shape != (C,):
-                raise ValueError(f"{name}: weight must have shape ({C},) for input shape {input.shape}, "
-                                 f"got {self.weight.shape}")
-            weight = self.weight.astype(input.dtype)
-        return input, target, weight
-
-    def backward(self, grad_output=None):
-        """Gradient with respect to ``input``; ``grad_output`` defaults to 1 (or ones for 'none')."""
-        cache, loss_shape, dtype = self._saved()
-        if grad_output is None:
-            grad_output = np.ones(loss_shape, dtype=dtype)
-        grad_output = np.asarray(grad_output, dtype=dtype)
-        if grad_output.shape != loss_shape:
-            raise ValueError(f"{self._name()}.backward: grad_output must have the loss's shape {loss_shape}, "
-                             f"got {grad_output.shape}")
-        return self._backward(grad_output, cache)
-
-    def extra_repr(self):
-        return f"reduction={self.reduction!r}"
-
-
-class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (N, C) for int targets (N,).
-
-    ``reduction``: 'mean' (weighted mean), 'sum' or 'none'. Optional
-    per-class ``weight`` (C,) and ``ignore_index``, as in torch.
-    """
-
-    _forward, _backward = staticmethod(nll_forward), staticmethod(nll_backward)
-
-
-class CrossEntropyLoss(_Loss):
-    """Cross-entropy of raw logits (N, C) for int targets (N,): NLL of log_softmax(logits)."""
-
-    _forward, _backward = staticmethod(cross_entropy_forward), staticmethod(cross_entropy_backward)

@@ -3,6 +3,8 @@
 Every kernel works on a flat (or 2-D) contiguous view; the functional
 wrappers restore the caller's shape.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -25,11 +27,16 @@ relu_forward_kernel = njit(parallel=True, cache=True)(_relu_forward_kernel)
 relu_backward_kernel = njit(parallel=True, cache=True)(_relu_backward_kernel)
 
 
+class ReLUCache(NamedTuple):
+    """ReLU's backward needs only the output: ``out > 0`` exactly where ``x > 0``."""
+    out: np.ndarray
+
+
 def relu_forward(x):
-    """``out = max(x, 0)``, any shape. Returns ``(out, cache)``."""
+    """``out = max(x, 0)``, any shape (0-d too). Returns ``(out, ReLUCache)``."""
     out = np.empty_like(x)
     relu_forward_kernel(x.reshape(-1), out.reshape(-1))
-    return out, out
+    return out, ReLUCache(out)
 
 
 def relu_backward(dout, cache):
@@ -40,7 +47,7 @@ def relu_backward(dout, cache):
     The derivative of max(x, 0) is 1 for x > 0 and 0 for x < 0; at x = 0
     torch uses 0, and so do we (``out > 0`` is the same test as ``x > 0``).
     """
-    out = cache
+    out = cache.out
     dx = np.empty_like(out)
     relu_backward_kernel(np.ascontiguousarray(dout, dtype=out.dtype).reshape(-1), out.reshape(-1), dx.reshape(-1))
     return dx
@@ -90,12 +97,19 @@ def _rows(x, dim):
     return np.ascontiguousarray(moved).reshape(-1, x.shape[dim]), moved.shape
 
 
+class LogSoftmaxCache(NamedTuple):
+    """The output as rows (the backward needs ``softmax = exp(out)``) and how to undo the row view."""
+    out_rows: np.ndarray    # (R, K): log-softmax with axis ``dim`` moved last
+    dim: int
+    moved_shape: tuple      # the output's shape with axis ``dim`` moved last
+
+
 def log_softmax_forward(x, dim=1):
     """``log(softmax(x))`` along ``dim``, computed stably. Returns ``(out, cache)``."""
     rows, moved_shape = _rows(x, dim)
     out = np.empty_like(rows)
     log_softmax_forward_kernel(rows, out)
-    return np.moveaxis(out.reshape(moved_shape), -1, dim), (out, dim, moved_shape)
+    return np.moveaxis(out.reshape(moved_shape), -1, dim), LogSoftmaxCache(out, dim, moved_shape)
 
 
 def log_softmax_backward(dout, cache):
@@ -106,7 +120,7 @@ def log_softmax_backward(dout, cache):
     y_k = x_k - log(sum_j exp(x_j)), so dy_k/dx_i = [k = i] - softmax_i, and
     dx_i = sum_k dout_k (delta_ki - softmax_i) = dout_i - softmax_i * sum_k dout_k.
     """
-    out, dim, moved_shape = cache
+    out, dim, moved_shape = cache.out_rows, cache.dim, cache.moved_shape
     drows, _ = _rows(np.asarray(dout, dtype=out.dtype), dim)
     dx = np.empty_like(out)
     log_softmax_backward_kernel(drows, out, dx)
@@ -124,6 +138,11 @@ def _scale_by_mask_kernel(x, mask, scale, out):
 scale_by_mask_kernel = njit(parallel=True, cache=True)(_scale_by_mask_kernel)
 
 
+class DropoutCache(NamedTuple):
+    keep: np.ndarray        # bool, the input's shape: which elements were kept
+    scale: float            # 1 / (1 - p), or 0 when p = 1
+
+
 def dropout_forward(x, p, rng):
     """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
 
@@ -134,13 +153,12 @@ def dropout_forward(x, p, rng):
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
     out = np.empty_like(x)
     scale_by_mask_kernel(x.reshape(-1), keep.reshape(-1), scale, out.reshape(-1))
-    return out, (keep, scale)
+    return out, DropoutCache(keep, scale)
 
 
 def dropout_backward(dout, cache):
     """``dx = dout * keep / (1 - p)``: the same mask and scale as the forward."""
-    keep, scale = cache
     dout = np.ascontiguousarray(dout)
     dx = np.empty_like(dout)
-    scale_by_mask_kernel(dout.reshape(-1), keep.reshape(-1), scale, dx.reshape(-1))
+    scale_by_mask_kernel(dout.reshape(-1), cache.keep.reshape(-1), cache.scale, dx.reshape(-1))
     return dx

@@ -5,7 +5,15 @@ hand-written kernel to add: these functions call numpy's matmul directly.
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
+from typing import NamedTuple
+
 import numpy as np
+
+
+class LinearCache(NamedTuple):
+    x: np.ndarray           # (N, in)
+    w: np.ndarray           # (out, in)
+    has_bias: bool
 
 
 def linear_forward(x, w, b=None):
@@ -13,7 +21,7 @@ def linear_forward(x, w, b=None):
     y = x @ w.T
     if b is not None:
         y += b
-    return y, (x, w, b is not None)
+    return y, LinearCache(x, w, b is not None)
 
 
 def linear_backward(dout, cache):
@@ -24,6 +32,5 @@ def linear_backward(dout, cache):
     From ``y[n, o] = sum_i x[n, i] w[o, i] + b[o]``:
     ``dx = dout @ w``, ``dw = dout.T @ x``, ``db = dout.sum(0)``.
     """
-    x, w, has_bias = cache
-    dout = np.ascontiguousarray(dout, dtype=w.dtype)
-    return dout @ w, dout.T @ x, (dout.sum(axis=0) if has_bias else None)
+    dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
+    return dout @ cache.w, dout.T @ cache.x, (dout.sum(axis=0) if cache.has_bias else None)

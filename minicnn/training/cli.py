@@ -11,19 +11,21 @@ import sys
 
 import numpy as np
 
+from ..runtime import set_num_threads
 from . import models
 from .checkpoint import load_checkpoint
 from .data import CLASSES, DataError, load_fashion_mnist
-from .threads import set_num_threads
-from .train import DEFAULTS, Config, MinicnnEngine, TrainingDiverged, evaluate, fit
+from .loop import Config, MinicnnEngine, TrainingDiverged, evaluate, fit
 
 
 def _defaults_help():
-    return "; ".join(f"{m}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for m, d in DEFAULTS.items())
+    return "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+                     for name, spec in models.MODELS.items())
 
 
 def add_train_arguments(parser):
-    parser.add_argument("--model", choices=list(DEFAULTS), default="article", help="the network (default: article)")
+    parser.add_argument("--model", choices=list(models.MODELS), default="article",
+                        help="the network (default: article)")
     parser.add_argument("--epochs", type=int, help="epochs to train (default: per model)")
     parser.add_argument("--batch-size", type=int, help="training batch size (default: per model)")
     parser.add_argument("--lr", type=float, help="learning rate (default: per model)")
@@ -125,7 +127,7 @@ def build_parser():
     ev.add_argument("--data-dir", type=pathlib.Path)
     ev.add_argument("--threads", type=int)
     sm = sub.add_parser("summary", help="per-layer output shapes, parameter counts and size formulas")
-    sm.add_argument("--model", choices=list(DEFAULTS), default="article")
+    sm.add_argument("--model", choices=list(models.MODELS), default="article")
     sm.add_argument("--batch", type=int, default=1)
     return parser
 

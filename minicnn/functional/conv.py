@@ -20,6 +20,8 @@ Padding is given per side as ``(top, bottom, left, right)``; torch's symmetric
 ``padding=p`` is ``(p, p, p, p)`` and ``padding='same'`` puts the odd extra
 row/column at the bottom/right, exactly as torch does.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -36,11 +38,12 @@ def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
 # ---------------------------------------------------------------------------
 # Naive, readable kernels
 # ---------------------------------------------------------------------------
-def _conv2d_naive_forward_kernel(x, w, b, sh, sw, ph, pw, dh, dw, groups, out):
+def _conv2d_naive_forward_kernel(x, w, b, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups, out):
     """out[n, f, oh, ow] = b[f] + sum_{c, i, j} x[n, g*Cg + c, ih, iw] * w[f, c, i, j]
 
     where g = f // (F / groups) is the group of filter f, Cg = C / groups, and
-    ih = oh*sh - ph + i*dh, iw = ow*sw - pw + j*dw (terms outside x are zero padding).
+    ih = oh*stride_h - pad_top + i*dil_h, iw = ow*stride_w - pad_left + j*dil_w
+    (terms outside x are zero padding).
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -54,17 +57,17 @@ def _conv2d_naive_forward_kernel(x, w, b, sh, sw, ph, pw, dh, dw, groups, out):
                     acc = b[f]
                     for c in range(Cg):
                         for i in range(KH):
-                            ih = oh * sh - ph + i * dh
+                            ih = oh * stride_h - pad_top + i * dil_h
                             if ih < 0 or ih >= H:
                                 continue  # zero padding contributes nothing
                             for j in range(KW):
-                                iw = ow * sw - pw + j * dw
+                                iw = ow * stride_w - pad_left + j * dil_w
                                 if 0 <= iw < W:
                                     acc += x[n, g * Cg + c, ih, iw] * w[f, c, i, j]
                     out[n, f, oh, ow] = acc
 
 
-def _conv2d_naive_backward_kernel(dout, x, w, sh, sw, ph, pw, dh, dw, groups, dx, dw_, db):
+def _conv2d_naive_backward_kernel(dout, x, w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups, dx, dw, db):
     """Backward pass of the direct convolution.
 
     Every output element is a sum of products
@@ -93,14 +96,14 @@ def _conv2d_naive_backward_kernel(dout, x, w, sh, sw, ph, pw, dh, dw, groups, dx
                     db[f] += d
                     for c in range(Cg):
                         for i in range(KH):
-                            ih = oh * sh - ph + i * dh
+                            ih = oh * stride_h - pad_top + i * dil_h
                             if ih < 0 or ih >= H:
                                 continue
                             for j in range(KW):
-                                iw = ow * sw - pw + j * dw
+                                iw = ow * stride_w - pad_left + j * dil_w
                                 if 0 <= iw < W:
                                     dx[n, g * Cg + c, ih, iw] += d * w[f, c, i, j]
-                                    dw_[f, c, i, j] += d * x[n, g * Cg + c, ih, iw]
+                                    dw[f, c, i, j] += d * x[n, g * Cg + c, ih, iw]
 
 
 conv2d_naive_forward_kernel = njit(cache=True)(_conv2d_naive_forward_kernel)
@@ -110,10 +113,11 @@ conv2d_naive_backward_kernel = njit(cache=True)(_conv2d_naive_backward_kernel)
 # ---------------------------------------------------------------------------
 # Fast kernels: im2col -> GEMM -> col2im
 # ---------------------------------------------------------------------------
-def _im2col(x, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cols):
+def _im2col(x, KH, KW, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, OH, OW, cols):
     """Unfold every receptive field of x into a column of ``cols``.
 
-    cols[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+    cols[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow]
+        = x[n, c, oh*stride_h - pad_top + i*dil_h, ow*stride_w - pad_left + j*dil_w]
     (zero where that index falls in the padding). ``cols`` has shape
     (C*KH*KW, N*OH*OW); the rows of group g are the contiguous block
     [g*Cg*KH*KW, (g+1)*Cg*KH*KW). Rows are independent, so they run in parallel.
@@ -125,21 +129,21 @@ def _im2col(x, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, cols):
         j = row % KW
         for n in range(N):
             for oh in range(OH):
-                ih = oh * sh - ph + i * dh
+                ih = oh * stride_h - pad_top + i * dil_h
                 base = (n * OH + oh) * OW
                 if ih < 0 or ih >= H:
                     for ow in range(OW):
                         cols[row, base + ow] = 0
                     continue
                 for ow in range(OW):
-                    iw = ow * sw - pw + j * dw
+                    iw = ow * stride_w - pad_left + j * dil_w
                     if 0 <= iw < W:
                         cols[row, base + ow] = x[n, c, ih, iw]
                     else:
                         cols[row, base + ow] = 0
 
 
-def _col2im(cols, N, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
+def _col2im(cols, N, C, H, W, KH, KW, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, OH, OW, dx):
     """The adjoint of im2col: add every column entry back onto its input pixel.
 
     dx[n, c, ih, iw] += cols[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow]
@@ -154,12 +158,12 @@ def _col2im(cols, N, C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dx):
             for j in range(KW):
                 row = (c * KH + i) * KW + j
                 for oh in range(OH):
-                    ih = oh * sh - ph + i * dh
+                    ih = oh * stride_h - pad_top + i * dil_h
                     if ih < 0 or ih >= H:
                         continue
                     base = (n * OH + oh) * OW
                     for ow in range(OW):
-                        iw = ow * sw - pw + j * dw
+                        iw = ow * stride_w - pad_left + j * dil_w
                         if 0 <= iw < W:
                             dx[n, c, ih, iw] += cols[row, base + ow]
 
@@ -196,12 +200,44 @@ nchw_to_gemm = njit(parallel=True, cache=True)(_nchw_to_gemm)
 # ---------------------------------------------------------------------------
 # Functional interface
 # ---------------------------------------------------------------------------
-def _geometry(x, w, stride, padding, dilation):
-    (sh, sw), (dh, dw) = stride, dilation
-    pt, pb, pl, pr = padding
-    OH = conv2d_output_size(x.shape[2], w.shape[2], sh, pt, pb, dh)
-    OW = conv2d_output_size(x.shape[3], w.shape[3], sw, pl, pr, dw)
-    return sh, sw, pt, pl, dh, dw, OH, OW
+class ConvGeometry(NamedTuple):
+    """Where each window sits: strides, the padding before each axis, dilations and the output size."""
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    dil_h: int
+    dil_w: int
+    out_h: int
+    out_w: int
+
+
+class ConvNaiveCache(NamedTuple):
+    """What ``conv2d_backward_naive`` needs: the input itself (the loops re-read it)."""
+    x: np.ndarray           # (N, C, H, W)
+    w: np.ndarray           # (F, C // groups, KH, KW)
+    has_bias: bool
+    geometry: ConvGeometry
+    groups: int
+
+
+class ConvCache(NamedTuple):
+    """What ``conv2d_backward`` needs: the unfolded input, not the input."""
+    x_shape: tuple          # (N, C, H, W)
+    w: np.ndarray           # (F, C // groups, KH, KW)
+    cols: np.ndarray        # (C*KH*KW, N*OH*OW): im2col(x), reused for dW
+    has_bias: bool
+    geometry: ConvGeometry
+    groups: int
+
+
+def conv2d_geometry(x_shape, w_shape, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1)):
+    """The ``ConvGeometry`` of a convolution; ``padding`` is ``(top, bottom, left, right)``."""
+    (stride_h, stride_w), (dil_h, dil_w) = stride, dilation
+    pad_top, pad_bottom, pad_left, pad_right = padding
+    out_h = conv2d_output_size(x_shape[2], w_shape[2], stride_h, pad_top, pad_bottom, dil_h)
+    out_w = conv2d_output_size(x_shape[3], w_shape[3], stride_w, pad_left, pad_right, dil_w)
+    return ConvGeometry(stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out_h, out_w)
 
 
 def _bias(b, F, dtype):
@@ -209,21 +245,21 @@ def _bias(b, F, dtype):
 
 
 def conv2d_forward_naive(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Direct-loop convolution. Same arguments and results as ``conv2d_forward``."""
-    sh, sw, pt, pl, dh, dw, OH, OW = _geometry(x, w, stride, padding, dilation)
-    out = np.empty((x.shape[0], w.shape[0], OH, OW), dtype=x.dtype)
-    conv2d_naive_forward_kernel(x, w, _bias(b, w.shape[0], x.dtype), sh, sw, pt, pl, dh, dw, groups, out)
-    return out, (x, w, b is not None, stride, padding, dilation, groups)
+    """Direct-loop convolution. Same arguments and results as ``conv2d_forward``; the cache is a ``ConvNaiveCache``."""
+    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    out = np.empty((x.shape[0], w.shape[0], geo.out_h, geo.out_w), dtype=x.dtype)
+    conv2d_naive_forward_kernel(x, w, _bias(b, w.shape[0], x.dtype), *geo[:6], groups, out)
+    return out, ConvNaiveCache(x, w, b is not None, geo, groups)
 
 
 def conv2d_backward_naive(dout, cache):
     """Direct-loop backward. Returns ``(dx, dw, db)``; ``db`` is None without bias."""
-    x, w, has_bias, stride, padding, dilation, groups = cache
-    sh, sw, pt, pl, dh, dw, _, _ = _geometry(x, w, stride, padding, dilation)
-    dx, dw_ = np.zeros_like(x), np.zeros_like(w)
+    x, w = cache.x, cache.w
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
     db = np.zeros(w.shape[0], dtype=x.dtype)
-    conv2d_naive_backward_kernel(np.ascontiguousarray(dout), x, w, sh, sw, pt, pl, dh, dw, groups, dx, dw_, db)
-    return dx, dw_, (db if has_bias else None)
+    conv2d_naive_backward_kernel(np.ascontiguousarray(dout, dtype=x.dtype), x, w, *cache.geometry[:6],
+                                 cache.groups, dx, dw, db)
+    return dx, dw, (db if cache.has_bias else None)
 
 
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
@@ -241,51 +277,51 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     Returns
     -------
     out : ndarray (N, F, OH, OW)
-    cache : tuple for ``conv2d_backward``
+    cache : ConvCache for ``conv2d_backward``
 
     Notes
     -----
     With ``cols = im2col(x)`` of shape (C*KH*KW, N*OH*OW) and the weights seen
-    as a matrix ``Wm`` of shape (F, Cg*KH*KW), each group computes
-    ``out_g = Wm_g @ cols_g``. The backward pass is the transpose of that:
-    ``dWm_g = dout_g @ cols_g.T``, ``dcols_g = Wm_g.T @ dout_g``, and
+    as a matrix ``w_mat`` of shape (F, Cg*KH*KW), each group computes
+    ``out_g = w_mat_g @ cols_g``. The backward pass is the transpose of that:
+    ``dw_mat_g = dout_g @ cols_g.T``, ``dcols_g = w_mat_g.T @ dout_g``, and
     ``dx = col2im(dcols)``; ``db`` sums dout over (N, OH, OW). The backward
     builds ``dcols`` a chunk of images at a time (``COL2IM_CHUNK_ELEMENTS``),
     so its peak memory is ``cols`` plus one chunk, not twice ``cols``.
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    sh, sw, pt, pl, dh, dw, OH, OW = _geometry(x, w, stride, padding, dilation)
-    cols = np.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
-    im2col(x, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, cols)
-    wm = w.reshape(F, Cg * KH * KW)
+    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    cols = np.empty((C * KH * KW, N * geo.out_h * geo.out_w), dtype=x.dtype)
+    im2col(x, KH, KW, *geo, cols)
+    w_mat = w.reshape(F, Cg * KH * KW)
     if groups == 1:
-        out_mat = wm @ cols
+        out_mat = w_mat @ cols
     else:
         Fg, R = F // groups, Cg * KH * KW
         out_mat = np.empty((F, cols.shape[1]), dtype=x.dtype)
         for g in range(groups):
-            np.matmul(wm[g * Fg:(g + 1) * Fg], cols[g * R:(g + 1) * R], out=out_mat[g * Fg:(g + 1) * Fg])
-    out = np.empty((N, F, OH * OW), dtype=x.dtype)
+            np.matmul(w_mat[g * Fg:(g + 1) * Fg], cols[g * R:(g + 1) * R], out=out_mat[g * Fg:(g + 1) * Fg])
+    out = np.empty((N, F, geo.out_h * geo.out_w), dtype=x.dtype)
     gemm_to_nchw(out_mat, _bias(b, F, x.dtype), out)
-    cache = (x.shape, w, cols, b is not None, stride, padding, dilation, groups, (OH, OW))
-    return out.reshape(N, F, OH, OW), cache
+    return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x.shape, w, cols, b is not None, geo, groups)
 
 
 def conv2d_backward(dout, cache):
     """Backward of ``conv2d_forward``. Returns ``(dx, dw, db)``; ``db`` is None without bias."""
-    (N, C, H, W), w, cols, has_bias, stride, padding, dilation, groups, (OH, OW) = cache
+    N, C, H, W = cache.x_shape
+    w, cols, geo, groups = cache.w, cache.cols, cache.geometry, cache.groups
     F, Cg, KH, KW = w.shape
-    (sh, sw), (dh, dw), (pt, _, pl, _) = stride, dilation, padding
-    dout_mat = np.empty((F, N * OH * OW), dtype=w.dtype)
+    P = geo.out_h * geo.out_w
+    dout_mat = np.empty((F, N * P), dtype=w.dtype)
     db = np.empty(F, dtype=w.dtype)
-    nchw_to_gemm(np.ascontiguousarray(dout).reshape(N, F, OH * OW), dout_mat, db)
-    wm = w.reshape(F, Cg * KH * KW)
-    Fg, R, P = F // groups, Cg * KH * KW, OH * OW
-    dwm = np.empty_like(wm)
+    nchw_to_gemm(np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, P), dout_mat, db)
+    w_mat = w.reshape(F, Cg * KH * KW)
+    Fg, R = F // groups, Cg * KH * KW
+    dw_mat = np.empty_like(w_mat)
     for g in range(groups):
         fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
-        np.matmul(dout_mat[fs], cols[rs].T, out=dwm[fs])
+        np.matmul(dout_mat[fs], cols[rs].T, out=dw_mat[fs])
     # dcols is as large as cols; build it a chunk of images at a time so that only one chunk exists.
     dx = np.empty((N, C, H, W), dtype=w.dtype)
     chunk = max(1, COL2IM_CHUNK_ELEMENTS // max(1, C * KH * KW * P))
@@ -295,6 +331,6 @@ def conv2d_backward(dout, cache):
         part = dcols[:, :(n1 - n0) * P]
         for g in range(groups):
             fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
-            np.matmul(wm[fs].T, dout_mat[fs, n0 * P:n1 * P], out=part[rs])
-        col2im(part, n1 - n0, C, H, W, KH, KW, sh, sw, pt, pl, dh, dw, OH, OW, dx[n0:n1])
-    return dx, dwm.reshape(w.shape), (db if has_bias else None)
+            np.matmul(w_mat[fs].T, dout_mat[fs, n0 * P:n1 * P], out=part[rs])
+        col2im(part, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
+    return dx, dw_mat.reshape(w.shape), (db if cache.has_bias else None)

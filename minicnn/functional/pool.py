@@ -27,6 +27,8 @@ is strictly greater or is NaN. So among equal values the *first* in row-major
 order wins (and a NaN wins over numbers, the last NaN over earlier ones),
 exactly as torch's CPU kernel does. Only that one element gets the gradient.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -40,7 +42,7 @@ def maxpool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode):
     return out
 
 
-def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
+def _window_argmax(plane, oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w):
     """Flat index (ih * W + iw) and value of the element that wins window (oh, ow).
 
     With dilation and padding a window can hold no element at all; then, as in
@@ -48,18 +50,18 @@ def _window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
     (possibly outside the plane). Such a window passes no gradient back.
     """
     H, W = plane.shape
-    ih0 = oh * sh - ph
-    iw0 = ow * sw - pw
-    ih1 = min(ih0 + (kh - 1) * dh + 1, H)
-    iw1 = min(iw0 + (kw - 1) * dw + 1, W)
+    ih0 = oh * stride_h - pad_top
+    iw0 = ow * stride_w - pad_left
+    ih1 = min(ih0 + (kernel_h - 1) * dil_h + 1, H)
+    iw1 = min(iw0 + (kernel_w - 1) * dil_w + 1, W)
     while ih0 < 0:  # skip the rows of the window that lie in the padding
-        ih0 += dh
+        ih0 += dil_h
     while iw0 < 0:
-        iw0 += dw
+        iw0 += dil_w
     best = ih0 * W + iw0
     best_val = -np.inf
-    for ih in range(ih0, ih1, dh):
-        for iw in range(iw0, iw1, dw):
+    for ih in range(ih0, ih1, dil_h):
+        for iw in range(iw0, iw1, dil_w):
             v = plane[ih, iw]
             if v > best_val or np.isnan(v):
                 best_val = v
@@ -73,7 +75,7 @@ window_argmax = njit(cache=True, inline="always")(_window_argmax)
 # ---------------------------------------------------------------------------
 # Naive, readable kernels
 # ---------------------------------------------------------------------------
-def _maxpool2d_naive_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
+def _maxpool2d_naive_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out):
     """out[n, c, oh, ow] = max of x[n, c] over window (oh, ow)."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -81,11 +83,11 @@ def _maxpool2d_naive_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out):
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    _, value = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    _, value = window_argmax(x[n, c], oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w)
                     out[n, c, oh, ow] = value
 
 
-def _maxpool2d_naive_backward_kernel(dout, x, kh, kw, sh, sw, ph, pw, dh, dw, dx):
+def _maxpool2d_naive_backward_kernel(dout, x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, dx):
     """Backward of max-pooling.
 
     out[n, c, oh, ow] = x[n, c, a] where a is the window's winning index, so
@@ -103,7 +105,7 @@ def _maxpool2d_naive_backward_kernel(dout, x, kh, kw, sh, sw, ph, pw, dh, dw, dx
         for c in range(C):
             for oh in range(OH):
                 for ow in range(OW):
-                    k, _ = window_argmax(x[n, c], oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                    k, _ = window_argmax(x[n, c], oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w)
                     if k < H * W:  # an empty window (all padding) has no winner
                         dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
 
@@ -115,7 +117,7 @@ maxpool2d_naive_backward_kernel = njit(cache=True)(_maxpool2d_naive_backward_ker
 # ---------------------------------------------------------------------------
 # Fast kernels: parallel over planes, argmax recorded in the forward
 # ---------------------------------------------------------------------------
-def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
+def _maxpool2d_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out, indices):
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     for nc in prange(N * C):
@@ -124,7 +126,7 @@ def _maxpool2d_forward_kernel(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
         plane = x[n, c]
         for oh in range(OH):
             for ow in range(OW):
-                k, value = window_argmax(plane, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
+                k, value = window_argmax(plane, oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w)
                 indices[n, c, oh, ow] = k
                 out[n, c, oh, ow] = value
 
@@ -155,28 +157,46 @@ maxpool2d_backward_kernel = njit(parallel=True, cache=True)(_maxpool2d_backward_
 # ---------------------------------------------------------------------------
 # Functional interface
 # ---------------------------------------------------------------------------
-def _out_shape(x, kernel, stride, padding, dilation, ceil_mode):
-    OH = maxpool2d_output_size(x.shape[2], kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
-    OW = maxpool2d_output_size(x.shape[3], kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
-    return (x.shape[0], x.shape[1], OH, OW)
+class PoolNaiveCache(NamedTuple):
+    """What ``maxpool2d_backward_naive`` needs: the input and the window geometry (it re-finds each winner)."""
+    x: np.ndarray           # (N, C, H, W)
+    kernel: tuple           # (kernel_h, kernel_w)
+    stride: tuple           # (stride_h, stride_w)
+    padding: tuple          # (pad_top, pad_left): the same padding on the opposite sides
+    dilation: tuple         # (dil_h, dil_w)
 
 
-def _args(kernel, stride, padding, dilation):
+class PoolCache(NamedTuple):
+    """What ``maxpool2d_backward`` needs: where each window's winner is, and the input's shape."""
+    indices: np.ndarray     # (N, C, OH, OW) int64: flat index ih * W + iw of each window's winner
+    x_shape: tuple          # (N, C, H, W)
+    dtype: np.dtype
+
+
+def maxpool2d_output_shape(x_shape, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """``(N, C, OH, OW)`` for an input of ``x_shape``, by ``maxpool2d_output_size`` along each axis."""
+    return (x_shape[0], x_shape[1]) + tuple(
+        maxpool2d_output_size(x_shape[2 + a], kernel[a], stride[a], padding[a], dilation[a], ceil_mode)
+        for a in range(2))
+
+
+def _geometry_args(kernel, stride, padding, dilation):
+    """The kernels' scalar arguments: kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w."""
     return (*kernel, *stride, *padding, *dilation)
 
 
 def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
-    """Direct-loop max-pool. Same arguments and results as ``maxpool2d_forward``."""
-    out = np.empty(_out_shape(x, kernel, stride, padding, dilation, ceil_mode), dtype=x.dtype)
-    maxpool2d_naive_forward_kernel(x, *_args(kernel, stride, padding, dilation), out)
-    return out, (x, kernel, stride, padding, dilation)
+    """Direct-loop max-pool. Same arguments and results as ``maxpool2d_forward``; the cache is a ``PoolNaiveCache``."""
+    out = np.empty(maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), dtype=x.dtype)
+    maxpool2d_naive_forward_kernel(x, *_geometry_args(kernel, stride, padding, dilation), out)
+    return out, PoolNaiveCache(x, kernel, stride, padding, dilation)
 
 
 def maxpool2d_backward_naive(dout, cache):
     """Direct-loop backward; re-finds each window's winner. Returns dx."""
-    x, kernel, stride, padding, dilation = cache
-    dx = np.zeros_like(x)
-    maxpool2d_naive_backward_kernel(np.ascontiguousarray(dout), x, *_args(kernel, stride, padding, dilation), dx)
+    dx = np.zeros_like(cache.x)
+    maxpool2d_naive_backward_kernel(np.ascontiguousarray(dout, dtype=cache.x.dtype), cache.x,
+                                    *_geometry_args(cache.kernel, cache.stride, cache.padding, cache.dilation), dx)
     return dx
 
 
@@ -186,29 +206,28 @@ def maxpool2d_forward(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_m
     Parameters
     ----------
     x : ndarray (N, C, H, W), float32 or float64, C-contiguous
-    kernel, stride, padding, dilation : pair of int (padding <= effective kernel // 2)
+    kernel, stride, padding, dilation : pair of int (padding <= kernel // 2)
     ceil_mode : bool
 
     Returns
     -------
     out : ndarray (N, C, OH, OW)
-    cache : (indices, input shape); ``indices[n, c, oh, ow]`` is the flat index
+    cache : PoolCache; ``cache.indices[n, c, oh, ow]`` is the flat index
         ``ih * W + iw`` of the winner, the same as torch's ``return_indices``.
 
     Notes
     -----
     ``dx[n, c].flat[indices[n, c, oh, ow]] += dout[n, c, oh, ow]``.
     """
-    shape = _out_shape(x, kernel, stride, padding, dilation, ceil_mode)
+    shape = maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
     out = np.empty(shape, dtype=x.dtype)
     indices = np.empty(shape, dtype=np.int64)
-    maxpool2d_forward_kernel(x, *_args(kernel, stride, padding, dilation), out, indices)
-    return out, (indices, x.shape, x.dtype)
+    maxpool2d_forward_kernel(x, *_geometry_args(kernel, stride, padding, dilation), out, indices)
+    return out, PoolCache(indices, x.shape, x.dtype)
 
 
 def maxpool2d_backward(dout, cache):
     """Scatter-add ``dout`` to the recorded winners. Returns dx of the input's shape."""
-    indices, shape, dtype = cache
-    dx = np.empty(shape, dtype=dtype)
-    maxpool2d_backward_kernel(np.ascontiguousarray(dout, dtype=dtype), indices, dx)
+    dx = np.empty(cache.x_shape, dtype=cache.dtype)
+    maxpool2d_backward_kernel(np.ascontiguousarray(dout, dtype=cache.dtype), cache.indices, dx)
     return dx

@@ -85,7 +85,8 @@ def read_idx(path, expected_ndim=None, expected_count=None):
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def _find_file(folder, name):
+def find_file(folder, name):
+    """``folder/name.gz`` or ``folder/name``, whichever exists first, else None."""
     for candidate in (folder / (name + ".gz"), folder / name):
         if candidate.is_file():
             return candidate
@@ -93,7 +94,7 @@ def _find_file(folder, name):
 
 
 def _complete(folder):
-    return folder is not None and all(_find_file(folder, n) for pair in FILES.values() for n in pair)
+    return folder is not None and all(find_file(folder, n) for pair in FILES.values() for n in pair)
 
 
 def cache_dir():
@@ -150,12 +151,12 @@ def load_fashion_mnist(split="train", data_dir=None, allow_download=True):
         raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}")
     folder = find_dataset(data_dir, allow_download)
     image_name, label_name = FILES[split]
-    images = read_idx(_find_file(folder, image_name), expected_ndim=3, expected_count=SIZES[split])
-    labels = read_idx(_find_file(folder, label_name), expected_ndim=1, expected_count=SIZES[split])
+    images = read_idx(find_file(folder, image_name), expected_ndim=3, expected_count=SIZES[split])
+    labels = read_idx(find_file(folder, label_name), expected_ndim=1, expected_count=SIZES[split])
     if images.shape[1:] != (28, 28):
-        raise DataError(f"{_find_file(folder, image_name)}: expected 28x28 images, got {images.shape[1:]}")
+        raise DataError(f"{find_file(folder, image_name)}: expected 28x28 images, got {images.shape[1:]}")
     if labels.max() >= len(CLASSES):
-        raise DataError(f"{_find_file(folder, label_name)}: label {labels.max()} is not a class (0 to 9)")
+        raise DataError(f"{find_file(folder, label_name)}: label {labels.max()} is not a class (0 to 9)")
     return (images.astype(np.float32) / np.float32(255.0))[:, None], labels.astype(np.int64)
 
 

@@ -1,4 +1,8 @@
-"""The tutorials' CNNs for 28x28 Fashion-MNIST, and a per-layer summary.
+"""The model registry: the tutorials' CNNs for 28x28 Fashion-MNIST, and a per-layer summary.
+
+Each entry of ``MODELS`` holds everything about one model: its layers, the loss
+it is trained with and its default training settings. ``Config``, the CLI's
+choices, the benchmarks and the tests all read the names from here.
 
 ``article``      Conv(1,16,5,p=2) ReLU Pool(2) Conv(16,32,5,p=2) ReLU Pool(2) Flatten Linear(1568,10)
                  -> logits, trained with CrossEntropyLoss.
@@ -7,63 +11,85 @@
 ``notebook-bn``  ``notebook`` with BatchNorm2d after each conv and BatchNorm1d after
                  Linear(2000,500); 10 outputs (the tutorial's 11 was a bug).
 """
+import dataclasses
+from typing import Callable
+
 import numpy as np
 
-from .init import manual_seed
-from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Flatten, Linear, LogSoftmax,
-                     MaxPool2d, NLLLoss, ReLU)
-from .module import Sequential
+from ..nn import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Flatten, Linear, LogSoftmax, MaxPool2d,
+                  NLLLoss, ReLU, Sequential, manual_seed)
 
 INPUT_SHAPE = (1, 28, 28)
 
 
-def _article(dtype):
-    return Sequential(Conv2d(1, 16, 5, padding=2, dtype=dtype), ReLU(), MaxPool2d(2),
-                      Conv2d(16, 32, 5, padding=2, dtype=dtype), ReLU(), MaxPool2d(2),
+def _article(dtype, impl):
+    return Sequential(Conv2d(1, 16, 5, padding=2, dtype=dtype, impl=impl), ReLU(), MaxPool2d(2, impl=impl),
+                      Conv2d(16, 32, 5, padding=2, dtype=dtype, impl=impl), ReLU(), MaxPool2d(2, impl=impl),
                       Flatten(), Linear(32 * 7 * 7, 10, dtype=dtype))
 
 
-def _notebook(dtype, batch_norm=False):
+def _notebook(dtype, impl, batch_norm=False):
     def maybe_bn(cls, n):
         return [cls(n, dtype=dtype)] if batch_norm else []
 
-    return Sequential(Conv2d(1, 10, 5, dtype=dtype), *maybe_bn(BatchNorm2d, 10), ReLU(), MaxPool2d(2, 2),
-                      Conv2d(10, 20, 3, dtype=dtype), *maybe_bn(BatchNorm2d, 20), ReLU(), Flatten(),
+    return Sequential(Conv2d(1, 10, 5, dtype=dtype, impl=impl), *maybe_bn(BatchNorm2d, 10), ReLU(),
+                      MaxPool2d(2, 2, impl=impl),
+                      Conv2d(10, 20, 3, dtype=dtype, impl=impl), *maybe_bn(BatchNorm2d, 20), ReLU(), Flatten(),
                       Linear(2000, 500, dtype=dtype), *maybe_bn(BatchNorm1d, 500), ReLU(),
                       Linear(500, 10, dtype=dtype), LogSoftmax(dim=1))
 
 
-MODELS = {
-    "article": (_article, CrossEntropyLoss),
-    "notebook": (_notebook, NLLLoss),
-    "notebook-bn": (lambda dtype: _notebook(dtype, batch_norm=True), NLLLoss),
-}
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """One seed model: how to build it, what it is trained with, and its default settings."""
+    name: str
+    layers: Callable            # (dtype, impl) -> Sequential
+    criterion: type             # the loss class it is trained with
+    defaults: dict              # Config fields: each model's defaults reach the README's accuracy
+    description: str
 
 
-def _check_name(name):
+MODELS = {spec.name: spec for spec in (
+    ModelSpec("article", _article, CrossEntropyLoss,
+              dict(epochs=6, batch_size=100, lr=0.02, momentum=0.9, weight_decay=0.0, lr_gamma=1.0),
+              "the 2-layer CNN of the article: logits, cross-entropy"),
+    ModelSpec("notebook", _notebook, NLLLoss,
+              dict(epochs=10, batch_size=64, lr=0.01, momentum=0.5, weight_decay=0.0, lr_gamma=1.0),
+              "the notebook's CNN: log-softmax, NLL"),
+    ModelSpec("notebook-bn", lambda dtype, impl: _notebook(dtype, impl, batch_norm=True), NLLLoss,
+              dict(epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0, lr_gamma=0.7),
+              "the notebook's CNN with batch norm"),
+)}
+
+
+def spec(name):
+    """The registry entry of ``name``; a ValueError naming the choices if there is none."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]
 
 
-def build(name, dtype=np.float32, seed=None):
-    """A freshly initialized model; with ``seed`` its weights are reproducible."""
-    _check_name(name)
+def build(name, dtype=np.float32, seed=None, impl="fast"):
+    """A freshly initialized model; with ``seed`` its weights are reproducible.
+
+    ``impl='naive'`` builds its convolutions and poolings on the readable direct loops.
+    """
+    entry = spec(name)
     if seed is not None:
         manual_seed(seed)
-    return MODELS[name][0](dtype)
+    return entry.layers(dtype, impl)
 
 
 def criterion(name):
     """The loss each model is trained with (CrossEntropyLoss for logits, NLLLoss for log-probs)."""
-    _check_name(name)
-    return MODELS[name][1]()
+    return spec(name).criterion()
 
 
 def _formula(layer, axis, hw):
     """The output-size formula of a conv or pool layer along one axis, numbers filled in."""
     size, k, s, d = hw[axis], layer.kernel_size[axis], layer.stride[axis], layer.dilation[axis]
     if isinstance(layer, Conv2d):
-        before, after = layer._pads()[2 * axis:2 * axis + 2]
+        before, after = layer.padding_per_side()[2 * axis:2 * axis + 2]
         ceil = False
     else:
         before = after = layer.padding[axis]

@@ -12,7 +12,7 @@ import contextlib
 
 import numpy as np
 
-from .module import Module
+from ..nn.module import Module
 
 
 class GradcheckReport:

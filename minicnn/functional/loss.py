@@ -9,10 +9,12 @@ NLL takes log-probabilities ``logp`` (N, C) and integer targets (N,):
 
 Cross-entropy is NLL of ``log_softmax(logits)``.
 """
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from .activation import log_softmax_backward, log_softmax_forward
+from .activation import LogSoftmaxCache, log_softmax_backward, log_softmax_forward
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -42,13 +44,26 @@ nll_forward_kernel = njit(cache=True)(_nll_forward_kernel)
 nll_backward_kernel = njit(cache=True)(_nll_backward_kernel)
 
 
+class NLLCache(NamedTuple):
+    target: np.ndarray          # (N,) int64
+    target_weight: np.ndarray   # (N,): w[t_i], 0 where t_i == ignore_index
+    ignore_index: int
+    reduction: str
+    logp_shape: tuple           # (N, C)
+
+
+class CrossEntropyCache(NamedTuple):
+    log_softmax: LogSoftmaxCache
+    nll: NLLCache
+
+
 def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     """NLL loss. ``target`` must already be validated (int64, in range).
 
     Returns
     -------
     loss : 0-d ndarray for 'mean'/'sum', (N,) for 'none'
-    cache : tuple for ``nll_backward``
+    cache : NLLCache for ``nll_backward``
     """
     N, C = logp.shape
     if weight is None:
@@ -63,7 +78,7 @@ def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     else:
         with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: 0/0 = nan, as in torch
             loss = losses.sum() / target_weight.sum()
-    return np.asarray(loss, dtype=logp.dtype), (target, target_weight, ignore_index, reduction, logp.shape)
+    return np.asarray(loss, dtype=logp.dtype), NLLCache(target, target_weight, ignore_index, reduction, logp.shape)
 
 
 def nll_backward(dloss, cache):
@@ -74,7 +89,7 @@ def nll_backward(dloss, cache):
     ``d l_i / d logp[i, k] = -w[t_i]`` if ``k == t_i`` else 0. For 'mean' every
     term is further divided by ``sum_i w[t_i]``; for 'none' ``dloss`` is (N,).
     """
-    target, target_weight, ignore_index, reduction, shape = cache
+    target_weight, reduction, shape = cache.target_weight, cache.reduction, cache.logp_shape
     dtype = target_weight.dtype
     if reduction == "none":
         per_sample = np.broadcast_to(np.asarray(dloss, dtype=dtype), (shape[0],))
@@ -85,7 +100,7 @@ def nll_backward(dloss, cache):
                 scale = scale / target_weight.sum()
         per_sample = np.full(shape[0], scale, dtype=dtype)
     dlogp = np.empty(shape, dtype=dtype)
-    nll_backward_kernel(np.ascontiguousarray(per_sample), target, target_weight, ignore_index, dlogp)
+    nll_backward_kernel(np.ascontiguousarray(per_sample), cache.target, target_weight, cache.ignore_index, dlogp)
     return dlogp
 
 
@@ -93,10 +108,9 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduct
     """``nll(log_softmax(logits, dim=1))``. Returns ``(loss, cache)``."""
     logp, softmax_cache = log_softmax_forward(logits, dim=1)
     loss, nll_cache = nll_forward(logp, target, weight, ignore_index, reduction)
-    return loss, (softmax_cache, nll_cache)
+    return loss, CrossEntropyCache(softmax_cache, nll_cache)
 
 
 def cross_entropy_backward(dloss, cache):
     """Chain rule through NLL then log-softmax: ``softmax - onehot`` times the weights."""
-    softmax_cache, nll_cache = cache
-    return log_softmax_backward(nll_backward(dloss, nll_cache), softmax_cache)
+    return log_softmax_backward(nll_backward(dloss, cache.nll), cache.log_softmax)

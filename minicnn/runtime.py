@@ -3,20 +3,15 @@
 Both libraries keep worker threads that spin after each call: Numba's OpenMP
 workers (unless ``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about
 2^28 cycles, unless ``OPENBLAS_THREAD_TIMEOUT`` is set). On 2 cores a spinning
-pool steals the core the other one needs. Measured on this project's 2-core
-machine, ``article`` training step at batch 64, torch in the same process:
+pool steals the core the other one needs. Both runtimes read these variables
+once, when they start, so ``import minicnn`` sets them (``setdefault``: a value
+you set wins) if neither numpy nor Numba has been imported yet: the pools then
+start quiet and ``set_num_threads`` gives BLAS every thread. If numpy was
+imported first, its OpenBLAS is already running with the spinning default, and
+``set_num_threads`` limits BLAS to one thread instead.
 
-    Numba 2 + BLAS 2, both spinning                        99 ms
-    Numba 2 + BLAS 1                                       32 ms
-    Numba 2 + BLAS 2, passive OpenMP, short BLAS spin      24 ms   (this policy)
-
-(torch's own step went from 15.3 to 15.7 ms under the passive OpenMP setting.)
-Both runtimes read these variables once, when they start, so ``import minicnn``
-sets them (``setdefault``: a value you set wins) before numpy or Numba start
-their pools, if they have not yet. Import minicnn before numpy and torch to get
-this policy; the CLI, the benchmarks and the tests do. If OpenBLAS was already
-running without the short timeout, ``set_num_threads`` limits BLAS to one
-thread instead, the best policy in that case.
+What each policy costs is measured in one place: the thread-policy table of
+``make bench`` (README, "Benchmarks"), each policy in a fresh process.
 
 BLAS threads are set with ``threadpoolctl`` when it is installed (it is in the
 ``train`` and ``dev`` extras); the core library only needs numpy and numba.

@@ -20,19 +20,12 @@ import time
 
 import numpy as np
 
+from ..nn import default_generator
+from ..optim import SGD, ExponentialLR
+from ..runtime import set_num_threads
 from . import models
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, split_prefix
 from .data import CLASSES, iterate_batches, num_batches
-from .init import default_generator
-from .optim import SGD, ExponentialLR
-from .threads import set_num_threads
-
-# Defaults per model: each reaches the accuracy quoted in the README.
-DEFAULTS = {
-    "article": dict(epochs=6, batch_size=100, lr=0.02, momentum=0.9, weight_decay=0.0, lr_gamma=1.0),
-    "notebook": dict(epochs=10, batch_size=64, lr=0.01, momentum=0.5, weight_decay=0.0, lr_gamma=1.0),
-    "notebook-bn": dict(epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0, lr_gamma=0.7),
-}
 
 
 @dataclasses.dataclass
@@ -52,10 +45,8 @@ class Config:
 
     @classmethod
     def for_model(cls, model, **overrides):
-        """The model's documented defaults, with the non-None ``overrides`` applied."""
-        if model not in DEFAULTS:
-            raise ValueError(f"unknown model {model!r}; choose one of {', '.join(DEFAULTS)}")
-        values = dict(DEFAULTS[model], model=model)
+        """The model's registered defaults (``models.MODELS``), with the non-None ``overrides`` applied."""
+        values = dict(models.spec(model).defaults, model=model)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -138,6 +129,75 @@ def write_json(path, obj):
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
 
 
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands: the epoch and step to do next, the finished epochs, and the running sums
+    of the epoch in progress. A checkpoint stores exactly this, so a run resumes where it stopped."""
+    epoch: int = 0
+    step: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+    def to_meta(self):
+        return dict(epoch=self.epoch, step=self.step, history=self.history,
+                    partial=dict(loss_sum=self.loss_sum, correct=self.correct, seen=self.seen, seconds=self.seconds))
+
+    @classmethod
+    def from_meta(cls, meta):
+        return cls(meta["epoch"], meta["step"], meta["history"], **meta["partial"])
+
+    def next_epoch(self):
+        self.epoch, self.step = self.epoch + 1, 0
+        self.loss_sum, self.correct, self.seen, self.seconds = 0.0, 0, 0, 0.0
+
+
+def run_epoch(config, engine, train, progress, bar=None, interrupt_at=None):
+    """Train one epoch (or its remainder, from ``progress.step``), updating ``progress`` after every step.
+
+    The epoch visits the training set in the order of ``default_rng([seed, epoch]).permutation(N)``.
+    Raises ``TrainingDiverged`` naming the step and learning rate if the loss stops being finite;
+    ``interrupt_at=(epoch, step)`` raises KeyboardInterrupt there (for tests).
+    """
+    x_train, y_train = train
+    steps_per_epoch = num_batches(len(x_train), config.batch_size)
+    rng = np.random.default_rng([config.seed, progress.epoch])
+    started = time.perf_counter() - progress.seconds
+    try:
+        for xb, yb in iterate_batches(x_train, y_train, config.batch_size, shuffle=True, rng=rng,
+                                      start=progress.step):
+            if interrupt_at == (progress.epoch, progress.step):
+                raise KeyboardInterrupt
+            loss, correct = engine.train_step(xb, yb)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {progress.epoch + 1}, step {progress.step + 1} (global step "
+                    f"{progress.epoch * steps_per_epoch + progress.step + 1}) with learning rate {engine.lr:g}; "
+                    f"try a smaller --lr")
+            progress.step += 1
+            progress.loss_sum += loss * len(yb)
+            progress.correct += correct
+            progress.seen += len(yb)
+            if bar is not None:
+                elapsed = time.perf_counter() - started
+                bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}",
+                                acc=f"{progress.correct / progress.seen:.4f}",
+                                img_s=f"{progress.seen / max(elapsed, 1e-9):.0f}", refresh=False)
+                bar.update(1)
+    finally:
+        progress.seconds = time.perf_counter() - started
+
+
+def epoch_record(progress, test_loss, test_accuracy):
+    """The history entry of the epoch that ``progress`` has just finished."""
+    return dict(epoch=progress.epoch + 1, train_loss=progress.loss_sum / progress.seen,
+                train_accuracy=progress.correct / progress.seen, test_loss=test_loss,
+                test_accuracy=test_accuracy, seconds=progress.seconds,
+                images_per_second=progress.seen / progress.seconds)
+
+
 def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=print, interrupt_at=None,
         resume_hint=""):
     """Train ``engine`` on ``train = (images, labels)``, evaluating on ``test`` after each epoch.
@@ -149,75 +209,45 @@ def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=pr
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = train, test
-    steps_per_epoch = num_batches(len(x_train), config.batch_size)
-    epoch, step, history = 0, 0, []
-    partial = dict(loss_sum=0.0, correct=0, seen=0, seconds=0.0)
+    x_test, y_test = test
+    steps_per_epoch = num_batches(len(train[0]), config.batch_size)
+    state = Progress()
     if resume is not None:
         arrays, meta = load_checkpoint(resume)
         engine.load_state(arrays)
-        epoch, step, history, partial = meta["epoch"], meta["step"], meta["history"], meta["partial"]
+        state = Progress.from_meta(meta)
         default_generator().bit_generator.state = meta["rng"]
-        log(f"resumed from {resume}: epoch {epoch + 1}, step {step}/{steps_per_epoch}")
+        log(f"resumed from {resume}: epoch {state.epoch + 1}, step {state.step}/{steps_per_epoch}")
 
     def checkpoint():
-        meta = dict(config=dataclasses.asdict(config), engine=engine.name, epoch=epoch, step=step,
-                    history=history, partial=partial, rng=default_generator().bit_generator.state)
+        meta = dict(config=dataclasses.asdict(config), engine=engine.name, rng=default_generator().bit_generator.state,
+                    **state.to_meta())
         save_checkpoint(out_dir / "checkpoint.npz", engine.state(), meta)
 
-    predictions = None
-    while epoch < config.epochs:
-        rng = np.random.default_rng([config.seed, epoch])
-        bar = _progress(steps_per_epoch, step, f"epoch {epoch + 1}/{config.epochs}", progress)
-        started = time.perf_counter() - partial["seconds"]
+    while state.epoch < config.epochs:
+        bar = _progress(steps_per_epoch, state.step, f"epoch {state.epoch + 1}/{config.epochs}", progress)
         try:
-            for xb, yb in iterate_batches(x_train, y_train, config.batch_size, shuffle=True, rng=rng, start=step):
-                if interrupt_at == (epoch, step):
-                    raise KeyboardInterrupt
-                loss, correct = engine.train_step(xb, yb)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"the loss became {loss} at epoch {epoch + 1}, step {step + 1} (global step "
-                        f"{epoch * steps_per_epoch + step + 1}) with learning rate {engine.lr:g}; "
-                        f"try a smaller --lr")
-                step += 1
-                partial["loss_sum"] += loss * len(yb)
-                partial["correct"] += correct
-                partial["seen"] += len(yb)
-                if bar is not None:
-                    elapsed = time.perf_counter() - started
-                    bar.set_postfix(loss=f"{partial['loss_sum'] / partial['seen']:.4f}",
-                                    acc=f"{partial['correct'] / partial['seen']:.4f}",
-                                    img_s=f"{partial['seen'] / max(elapsed, 1e-9):.0f}", refresh=False)
-                    bar.update(1)
+            run_epoch(config, engine, train, state, bar, interrupt_at)
         except KeyboardInterrupt:
-            partial["seconds"] = time.perf_counter() - started
             checkpoint()
-            if bar is not None:
-                bar.close()
-            log(f"\ninterrupted at epoch {epoch + 1}, step {step}; checkpoint saved to "
+            log(f"\ninterrupted at epoch {state.epoch + 1}, step {state.step}; checkpoint saved to "
                 f"{out_dir / 'checkpoint.npz'}\nresume with: {resume_hint} --resume {out_dir / 'checkpoint.npz'}")
             raise
         finally:
             if bar is not None:
                 bar.close()
-        seconds = time.perf_counter() - started
         test_loss, test_accuracy, predictions = evaluate(engine, x_test, y_test, config.eval_batch_size)
-        correct = int(round(test_accuracy * len(y_test)))
-        history.append(dict(epoch=epoch + 1, train_loss=partial["loss_sum"] / partial["seen"],
-                            train_accuracy=partial["correct"] / partial["seen"], test_loss=test_loss,
-                            test_accuracy=test_accuracy, seconds=seconds,
-                            images_per_second=partial["seen"] / seconds))
-        e = history[-1]
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {e['train_loss']:.4f}, accuracy "
-            f"{e['train_accuracy']:.4f} | test loss {test_loss:.4f}, accuracy {correct}/{len(y_test)} "
-            f"({100 * test_accuracy:.2f}%) | {seconds:.1f} s, {e['images_per_second']:.0f} images/s")
-        epoch, step = epoch + 1, 0
-        partial = dict(loss_sum=0.0, correct=0, seen=0, seconds=0.0)
+        state.history.append(epoch_record(state, test_loss, test_accuracy))
+        e = state.history[-1]
+        log(f"epoch {e['epoch']}/{config.epochs}: train loss {e['train_loss']:.4f}, accuracy "
+            f"{e['train_accuracy']:.4f} | test loss {test_loss:.4f}, accuracy "
+            f"{int(round(test_accuracy * len(y_test)))}/{len(y_test)} ({100 * test_accuracy:.2f}%) | "
+            f"{e['seconds']:.1f} s, {e['images_per_second']:.0f} images/s")
+        state.next_epoch()
         engine.end_epoch()
         checkpoint()
-        write_outputs(out_dir, config, history, x_test, y_test, predictions, engine.name)
-    return history
+        write_outputs(out_dir, config, state.history, x_test, y_test, predictions, engine.name)
+    return state.history
 
 
 def write_outputs(out_dir, config, history, images, labels, predictions, engine_name):

@@ -45,6 +45,13 @@ def pair(layer, name, value, minimum=1):
     return h, w
 
 
+def choice(layer, name, value, options):
+    """``value`` if it is one of ``options``, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{layer}: {name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return value
+
+
 def probability(layer, name, value):
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{layer}: {name} must be a probability in [0, 1], got {value!r}")

@@ -4,8 +4,8 @@
     >>> from minicnn.testing import compare_with_torch
     >>> print(compare_with_torch(mc.MaxPool2d(3, stride=2), np.random.rand(2, 3, 9, 9)))  # doctest: +SKIP
 
-torch is imported only when these functions run (``reference.interop`` builds
-the twin), so ``import minicnn`` never needs it.
+torch is imported only when these functions run (``minicnn.testing.interop``
+builds the twin), so ``import minicnn`` and ``import minicnn.testing`` never need it.
 """
 import numpy as np
 
@@ -20,7 +20,7 @@ def run_with_torch(module, x, grad_output=None, seed=0, twin=None):
     """
     import torch
 
-    from reference.interop import to_torch
+    from .interop import to_torch
 
     twin = to_torch(module) if twin is None else twin
     out = module(x)

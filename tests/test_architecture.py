@@ -1,0 +1,104 @@
+"""The package reads bottom-up: runtime -> functional -> nn -> optim -> testing -> training.
+
+Every module of minicnn/ belongs to exactly one layer, no import runs from a lower
+layer to a higher one, there is no import cycle, and the library never loads torch
+(nor the app's tqdm and matplotlib) unless a torch-comparison tool runs.
+"""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "minicnn"
+LAYERS = ["runtime", "functional", "nn", "optim", "testing", "training"]
+FACADE = {"minicnn", "minicnn.__main__"}  # re-exports the public API; imports from every layer
+
+
+def module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(name):
+    parts = name.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 else None
+
+
+def imports_of(name):
+    """The minicnn modules that ``name`` imports (relative imports resolved), wherever the import stands."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "minicnn")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "minicnn":
+                continue
+            for alias in node.names:  # `from . import functional` names a module, `from .x import f` a name
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in MODULES else module)
+    return {m for m in found if m in MODULES and m != name}
+
+
+def test_every_module_belongs_to_one_layer():
+    for name in MODULES:
+        assert name in FACADE or layer_of(name) is not None, f"{name} is in no layer of {LAYERS}"
+    assert {layer_of(n) for n in MODULES if n not in FACADE} == set(range(len(LAYERS)))
+
+
+@pytest.mark.parametrize("name", sorted(set(MODULES) - FACADE))
+def test_no_import_from_a_higher_layer(name):
+    for target in imports_of(name):
+        assert target not in FACADE, f"{name} imports the package facade {target}; import the layer instead"
+        assert layer_of(target) <= layer_of(name), \
+            f"{name} ({LAYERS[layer_of(name)]}) imports {target} ({LAYERS[layer_of(target)]}), a higher layer"
+
+
+def test_no_import_cycles():
+    graph = {name: imports_of(name) for name in MODULES if name not in FACADE}
+    state = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in graph[node]:
+            assert state.get(nxt) != "open", "import cycle: " + " -> ".join(path + [node, nxt])
+            if nxt not in state:
+                visit(nxt, path + [node])
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    """The layer check is not vacuous: it resolves relative imports to the modules they name."""
+    assert "minicnn.functional" in imports_of("minicnn.nn.layers")
+    assert "minicnn.nn.module" in imports_of("minicnn.optim")
+    assert "minicnn.training.models" in imports_of("minicnn.training.loop")
+
+
+def test_the_library_imports_without_torch_or_the_app():
+    code = ("import sys, numpy as np, minicnn as mc, minicnn.functional as F, minicnn.testing\n"
+            "m = mc.Sequential(mc.Conv2d(1, 2, 3), mc.ReLU(), mc.Flatten(), mc.Linear(8, 2))\n"
+            "m(np.zeros((1, 1, 4, 4), np.float32))\n"
+            "print(sorted(k for k in ('torch', 'tqdm', 'matplotlib', 'reference', 'benchmarks') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_wheel_ships_only_the_library():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'include = ["minicnn*"]' in text
