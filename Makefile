@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 
-.PHONY: train test data bench venv clean
+.PHONY: train test data bench figures docs venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ train: $(STAMP) data
 
 test: $(STAMP) data
 	$(PY) -m pytest
+
+# The figures of docs/, drawn from minicnn's kernels (tests/test_figures.py checks they are current).
+figures: $(STAMP)
+	$(PY) docs/make_figures.py --out docs/figures
+
+docs: figures
 
 bench: $(STAMP)
 	$(PY) -m benchmarks --update-readme

@@ -1,0 +1,449 @@
+"""Draw the figures of docs/ from minicnn's own kernels, on the small numbers the pages work by hand.
+
+    python docs/make_figures.py [--out docs/figures]        (or: make figures)
+
+Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
+``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), and is also
+written to ``figures.json``: the test suite runs this script into a temporary folder and compares
+that file with the committed one, so a kernel change that alters a figure fails CI until the figures
+are regenerated (``make figures``).
+"""
+import argparse
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import animation  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+import minicnn as mc  # noqa: E402
+from minicnn.functional.conv import col2im, conv2d_forward  # noqa: E402
+from minicnn.testing import numerical_gradient  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+DPI = 100
+
+# The worked example of docs/convolution.md: a 3x3 ramp, one 2x2 kernel of ones, bias 0.5.
+X_CONV = np.arange(9.0).reshape(1, 1, 3, 3)
+# The tutorial's 5x5 example of docs/maxpool.md (3x3 pool, ceil_mode).
+X_POOL = np.array([[1, 2, 0, 3, 1], [0, 1, 2, 3, 1], [1, 2, 1, 0, 0], [5, 2, 3, 1, 1], [2, 1, 0, 1, 1]],
+                  dtype=np.float64).reshape(1, 1, 5, 5)
+
+
+# ---------------------------------------------------------------------------
+# Drawing helpers: a grid of numbers, cells addressed as (row, column)
+# ---------------------------------------------------------------------------
+def grid(ax, values, x0=0.0, y0=0.0, fill=None, fmt="{:g}", gray=(), title=None, fontsize=11):
+    """Draw ``values`` (2-D) as a table of cells with its top-left corner at (x0, y0).
+
+    ``fill`` maps (row, col) to a colour; cells in ``gray`` are drawn as padding.
+    """
+    fill = fill or {}
+    rows, cols = values.shape
+    for r in range(rows):
+        for c in range(cols):
+            face = fill.get((r, c), "#eeeeee" if (r, c) in gray else "white")
+            ax.add_patch(Rectangle((x0 + c, y0 + r), 1, 1, facecolor=face, edgecolor="#555555", lw=0.8,
+                                   alpha=0.55 if (r, c) in fill else 1.0))
+            text = "" if np.isnan(values[r, c]) else fmt.format(values[r, c])  # nan: not computed yet
+            ax.text(x0 + c + 0.5, y0 + r + 0.5, text, ha="center", va="center",
+                    fontsize=fontsize, color="#888888" if (r, c) in gray else "black")
+    if title:
+        ax.text(x0 + cols / 2, y0 - 0.35, title, ha="center", va="bottom", fontsize=fontsize)
+
+
+def outline(ax, cells, x0, y0, color, lw=2.5):
+    """Outline each (row, col) of ``cells`` in ``color``."""
+    for r, c in cells:
+        ax.add_patch(Rectangle((x0 + c + 0.06, y0 + r + 0.06), 0.88, 0.88, fill=False, edgecolor=color, lw=lw))
+
+
+def canvas(width, height, figsize):
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(height + 0.5, -1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig, ax
+
+
+def save(fig, path):
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def conv_layer(padding=0, stride=1, dilation=1, weight=None):
+    conv = mc.Conv2d(1, 1, 2, stride=stride, padding=padding, dilation=dilation, dtype=np.float64)
+    conv.weight.data[...] = 1.0 if weight is None else weight
+    conv.bias.data[...] = 0.5
+    return conv
+
+
+def window_cells(oh, ow, stride, padding, dilation, kernel=2):
+    """The (row, col) cells of the padded input that window (oh, ow) reads."""
+    return [(oh * stride + i * dilation, ow * stride + j * dilation) for i in range(kernel) for j in range(kernel)]
+
+
+# ---------------------------------------------------------------------------
+# Convolution
+# ---------------------------------------------------------------------------
+def conv_forward_figure(out_dir, numbers):
+    variants = [dict(padding=0, stride=1, dilation=1), dict(padding=1, stride=2, dilation=1),
+                dict(padding=1, stride=1, dilation=2)]
+    fig, axes = plt.subplots(len(variants), 1, figsize=(8, 7.2))
+    numbers["conv_forward"] = []
+    for ax, v in zip(axes, variants):
+        p, s, d = v["padding"], v["stride"], v["dilation"]
+        out = conv_layer(**v)(X_CONV)[0, 0]
+        padded = np.pad(X_CONV[0, 0], p)
+        size = padded.shape[0]
+        gray = {(r, c) for r in range(size) for c in range(size) if not (p <= r < size - p and p <= c < size - p)}
+        positions = [(0, 0), (0, out.shape[1] - 1), (out.shape[0] - 1, out.shape[1] - 1)]
+        positions = list(dict.fromkeys(positions))[:3]
+        grid(ax, padded, 0, 0, gray=gray, title=f"input, padding {p}")
+        for k, (oh, ow) in enumerate(positions):
+            outline(ax, window_cells(oh, ow, s, p, d), 0, 0, COLORS[k])
+        kx = size + 1.2
+        grid(ax, np.ones((2, 2)), kx, 0, title="kernel (+0.5)")
+        ox = kx + 3.4
+        grid(ax, out, ox, 0, fill={pos: COLORS[k] for k, pos in enumerate(positions)}, title="output")
+        O = out.shape[0]
+        ax.text(ox + O + 0.6, O / 2, f"stride {s}, dilation {d}\n"
+                f"O = ⌊(3 + 2·{p} − {d}·(2−1) − 1)/{s}⌋ + 1 = {O}", va="center", fontsize=10)
+        ax.set_xlim(-0.3, ox + O + 6.5)
+        ax.set_ylim(max(size, O) + 0.3, -1.0)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        numbers["conv_forward"].append(dict(v, output=out.tolist()))
+    fig.suptitle("Convolution forward: each coloured window gives the output cell of its colour")
+    fig.tight_layout()
+    save(fig, out_dir / "conv_forward.png")
+
+
+def conv_window_gif(out_dir, numbers):
+    """The window sliding over the padded worked example, one output cell per frame."""
+    conv = conv_layer(padding=1)
+    out = conv(X_CONV)[0, 0]
+    padded = np.pad(X_CONV[0, 0], 1)
+    gray = {(r, c) for r in range(5) for c in range(5) if not (1 <= r < 4 and 1 <= c < 4)}
+    fig, ax = canvas(11, 6, (6.2, 3.4))
+    frames = [(oh, ow) for oh in range(out.shape[0]) for ow in range(out.shape[1])]
+
+    def draw(k):
+        ax.clear()
+        ax.set_xlim(-0.3, 10.8)
+        ax.set_ylim(6.0, -1.0)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        oh, ow = frames[k]
+        cells = window_cells(oh, ow, 1, 1, 1)
+        grid(ax, padded, 0, 0, fill={c: COLORS[0] for c in cells}, gray=gray, title="input, padding 1")
+        shown = np.where(np.arange(out.size).reshape(out.shape) <= k, out, np.nan)
+        grid(ax, shown, 6, 0, fill={(oh, ow): COLORS[0]}, fmt="{:g}", title="output")
+        ax.text(5.5, 5.4, f"out[{oh},{ow}] = sum of the window + 0.5 = {out[oh, ow]:g}", ha="center", va="center",
+                fontsize=10)
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(frames))
+    anim.save(out_dir / "conv_window.gif", writer=animation.PillowWriter(fps=2), dpi=100)
+    plt.close(fig)
+    numbers["conv_window"] = out.tolist()
+
+
+def im2col_figure(out_dir, numbers):
+    out, cache = conv2d_forward(X_CONV, np.ones((1, 1, 2, 2)), np.array([0.5]))
+    cols = cache.cols
+    counts = np.zeros((1, 1, 3, 3))
+    col2im(np.ones_like(cols), 1, 1, 3, 3, 2, 2, *cache.geometry, counts)
+    fig, ax = canvas(24, 6, (12, 3.8))
+    windows = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    grid(ax, X_CONV[0, 0], 0, 0.5, title="x: (1, 1, 3, 3)")
+    for k, (oh, ow) in enumerate(windows):
+        outline(ax, window_cells(oh, ow, 1, 0, 1), 0, 0.5, COLORS[k], lw=1.8 + 0.4 * k)
+    grid(ax, cols, 5, 0, fill={(r, c): COLORS[c] for r in range(4) for c in range(4)},
+         title="cols = im2col(x)")
+    ax.text(7, 4.6, "(C·KH·KW, N·OH·OW) = (4, 4)\none column per window", ha="center", va="top", fontsize=9)
+    for r, name in enumerate(["(0,0)", "(0,1)", "(1,0)", "(1,1)"]):
+        ax.text(4.8, r + 0.5, f"tap {name}", ha="right", va="center", fontsize=8)
+    grid(ax, np.ones((1, 4)), 11, 0.2, title="W: (F, Cg·KH·KW) = (1, 4)")
+    ax.text(13, 1.9, "out = W @ cols + b", ha="center", va="center", fontsize=11)
+    grid(ax, out.reshape(1, 4), 11, 3.0, fill={(0, c): COLORS[c] for c in range(4)},
+         title="out: (F, N·OH·OW) = (1, 4)")
+    grid(ax, counts[0, 0], 18.5, 0.5, title="col2im(ones)")
+    ax.text(20, 4.0, "each pixel gets one add\nper window that covers it", ha="center", va="top", fontsize=9)
+    ax.set_xlim(-0.3, 22.5)
+    ax.set_ylim(5.6, -1.2)
+    save(fig, out_dir / "conv_im2col.png")
+    numbers["im2col"] = dict(cols=cols.tolist(), out=out.reshape(-1).tolist(), col2im_counts=counts[0, 0].tolist())
+
+
+def conv_backward_figure(out_dir, numbers):
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    dout = np.array([[1.0, 0.0], [0.0, 2.0]])
+    conv = conv_layer(weight=w)
+    conv(X_CONV)
+    dx = conv.backward(dout.reshape(1, 1, 2, 2))[0, 0]
+    dw = conv.weight.grad[0, 0]
+    # The same dx as a "full" convolution: dout padded by K-1 = 1, correlated with the flipped kernel.
+    flipped = w[::-1, ::-1]
+    full = np.pad(dout, 1)
+    dx_full = np.array([[np.sum(full[r:r + 2, c:c + 2] * flipped) for c in range(3)] for r in range(3)])
+    assert np.array_equal(dx, dx_full)
+    dw_corr = np.array([[np.sum(X_CONV[0, 0, i:i + 2, j:j + 2] * dout) for j in range(2)] for i in range(2)])
+    assert np.array_equal(dw, dw_corr)
+    fig, ax = canvas(22, 9, (11, 5.2))
+    gray = {(r, c) for r in range(4) for c in range(4) if not (1 <= r < 3 and 1 <= c < 3)}
+    grid(ax, full, 0, 0, gray=gray, fill={(1, 1): COLORS[0], (2, 2): COLORS[1]}, title="dout, padded by K−1")
+    outline(ax, [(0, 0), (0, 1), (1, 0), (1, 1)], 0, 0, COLORS[2])
+    ax.text(4.6, 2, "⋆", fontsize=20, ha="center", va="center")
+    grid(ax, flipped, 5.2, 1, title="flipped kernel")
+    ax.text(8.0, 2, "=", fontsize=18, ha="center", va="center")
+    grid(ax, dx, 8.8, 0.5, fill={(0, 0): COLORS[2]}, title="dx (conv.backward)")
+    ax.text(13.0, 2, "dx: a “full” convolution of dout with the flipped kernel", fontsize=10, va="center")
+    grid(ax, X_CONV[0, 0], 0, 5.5, title="x")
+    outline(ax, [(0, 0), (0, 1), (1, 0), (1, 1)], 0, 5.5, COLORS[0])
+    outline(ax, [(1, 1), (1, 2), (2, 1), (2, 2)], 0, 5.5, COLORS[1])
+    ax.text(4.6, 7, "⋆", fontsize=20, ha="center", va="center")
+    grid(ax, dout, 5.2, 6, fill={(0, 0): COLORS[0], (1, 1): COLORS[1]}, title="dout")
+    ax.text(8.0, 7, "=", fontsize=18, ha="center", va="center")
+    grid(ax, dw, 8.8, 6, title="dw (weight.grad)")
+    ax.text(13.0, 7, "dw: x correlated with dout;\ndw[0,0] = 1·x[0,0] + 2·x[1,1] = 0 + 8", fontsize=10,
+            va="center")
+    ax.set_xlim(-0.3, 21.5)
+    ax.set_ylim(9.0, -1.2)
+    save(fig, out_dir / "conv_backward.png")
+    numbers["conv_backward"] = dict(w=w.tolist(), dout=dout.tolist(), dx=dx.tolist(), dw=dw.tolist())
+
+
+# ---------------------------------------------------------------------------
+# Max-pooling
+# ---------------------------------------------------------------------------
+def maxpool_figure(out_dir, numbers):
+    pool = mc.MaxPool2d(3, ceil_mode=True, return_indices=True)
+    out, indices = pool(X_POOL)
+    dout = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    dx = pool.backward(dout)[0, 0]
+    # overlapping windows: one element wins all four and receives the sum
+    x2 = np.zeros((1, 1, 4, 4))
+    x2[0, 0, 1, 2] = 5.0
+    pool2 = mc.MaxPool2d(3, stride=1)
+    out2 = pool2(x2)
+    dx2 = pool2.backward(dout)[0, 0]
+    fig, ax = canvas(28, 6, (13, 3.6))
+    winners = [divmod(int(k), 5) for k in indices[0, 0].ravel()]
+    fill = {cell: COLORS[k] for k, cell in enumerate(winners)}
+    grid(ax, X_POOL[0, 0], 0, 0, fill=fill, title="x; winners filled")
+    for k, (oh, ow) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        cells = [(r, c) for r in range(3 * oh, min(3 * oh + 3, 5)) for c in range(3 * ow, min(3 * ow + 3, 5))]
+        outline(ax, cells, 0, 0, COLORS[k], lw=1.5)
+    grid(ax, out[0, 0], 6, 1.5, fill={(r, c): COLORS[2 * r + c] for r in range(2) for c in range(2)},
+         title="out (ceil_mode)")
+    grid(ax, dout[0, 0], 9, 1.5, fill={(r, c): COLORS[2 * r + c] for r in range(2) for c in range(2)},
+         title="dout")
+    grid(ax, dx, 12, 0, fill={cell: COLORS[k] for k, cell in enumerate(winners)}, title="dx: only winners")
+    grid(ax, x2[0, 0], 18.5, 0.5, fill={(1, 2): COLORS[1]}, title="x (3×3, stride 1)")
+    grid(ax, dx2, 23.5, 0.5, fill={(1, 2): COLORS[1]}, title="dx, same dout")
+    ax.text(23, 5.0, f"overlap: the 5 wins all 4 windows and gets 1 + 2 + 3 + 4 = {dx2[1, 2]:g}", ha="center",
+            va="top", fontsize=9)
+    ax.set_xlim(-0.3, 27.8)
+    ax.set_ylim(5.9, -1.2)
+    save(fig, out_dir / "maxpool.png")
+    numbers["maxpool"] = dict(out=out[0, 0].tolist(), indices=indices[0, 0].tolist(), dx=dx.tolist(),
+                              overlap_out=out2[0, 0].tolist(), overlap_dx=dx2.tolist())
+
+
+def maxpool_backward_gif(out_dir, numbers):
+    """Overlapping windows (3x3, stride 1) route their gradients one at a time, adding up."""
+    x = np.array([[3, 1, 2, 0], [1, 7, 2, 1], [0, 2, 8, 1], [1, 0, 2, 4]], dtype=np.float64).reshape(1, 1, 4, 4)
+    pool = mc.MaxPool2d(3, stride=1, return_indices=True)
+    out, indices = pool(x)
+    dout = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    dx_final = pool.backward(dout)[0, 0]
+    fig, ax = canvas(15, 4, (6.4, 2.6))
+    windows = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    steps = []
+    dx = np.zeros((4, 4))
+    for k, (oh, ow) in enumerate(windows):
+        r, c = divmod(int(indices[0, 0, oh, ow]), 4)
+        dx[r, c] += dout[0, 0, oh, ow]
+        steps.append((k, (r, c), dx.copy()))
+    assert np.array_equal(dx, dx_final)
+
+    def draw(k):
+        ax.clear()
+        ax.set_xlim(-0.3, 14.8)
+        ax.set_ylim(4.6, -1.0)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        step, winner, partial = steps[k]
+        oh, ow = windows[step]
+        cells = [(r, c) for r in range(oh, oh + 3) for c in range(ow, ow + 3)]
+        grid(ax, x[0, 0], 0, 0, fill={winner: COLORS[step]}, title="x")
+        outline(ax, cells, 0, 0, COLORS[step])
+        grid(ax, dout[0, 0], 5, 1, fill={(oh, ow): COLORS[step]}, title="dout")
+        grid(ax, partial, 8.5, 0, fill={winner: COLORS[step]}, title="dx += dout at the winner")
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(steps))
+    anim.save(out_dir / "maxpool_backward.gif", writer=animation.PillowWriter(fps=1), dpi=100)
+    plt.close(fig)
+    numbers["maxpool_backward_gif"] = dict(x=x[0, 0].tolist(), dx=dx_final.tolist())
+
+
+# ---------------------------------------------------------------------------
+# Batch norm
+# ---------------------------------------------------------------------------
+def batchnorm_figure(out_dir, numbers):
+    x = np.array([[0.5], [2.0], [1.0], [4.5], [3.0], [1.5]])
+    dy = np.array([[1.0], [-0.5], [0.25], [0.0], [0.5], [-1.0]])
+    bn = mc.BatchNorm1d(1, dtype=np.float64)
+    y = bn(x)
+    dx = bn.backward(dy)[:, 0]
+    xhat, invstd = y[:, 0], 1.0 / np.sqrt(x.var() + bn.eps)  # gamma = 1, beta = 0
+    terms = [invstd * dy[:, 0], -invstd * np.full(6, dy.mean()), -invstd * xhat * np.mean(dy[:, 0] * xhat)]
+    assert np.allclose(sum(terms), dx, rtol=1e-12)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    i = np.arange(6)
+    ax1.scatter(x[:, 0], np.ones(6), s=60, label="x (one channel, 6 values)")
+    ax1.scatter(xhat, np.zeros(6), s=60, color=COLORS[1], label="xhat = (x − mean) / sqrt(var + eps)")
+    for a, b in zip(x[:, 0], xhat):
+        ax1.plot([a, b], [1, 0], color="#aaaaaa", lw=0.8)
+    ax1.axvline(x.mean(), color=COLORS[0], ls=":", lw=1)
+    ax1.axvline(0, color=COLORS[1], ls=":", lw=1)
+    ax1.set_yticks([0, 1], ["after", "before"])
+    ax1.set_title(f"mean {x.mean():.3g}, biased var {x.var():.3g} → mean 0, var 1")
+    ax1.legend(loc="upper center", fontsize=8, bbox_to_anchor=(0.5, -0.15), ncol=1)
+    width = 0.22
+    labels = ["invstd·dy", "−invstd·mean(dy)", "−invstd·xhat·mean(dy·xhat)"]
+    for k, (term, label) in enumerate(zip(terms, labels)):
+        ax2.bar(i + (k - 1) * width, term, width, color=COLORS[k], label=label)
+    ax2.plot(i, dx, "ko", label="dx = their sum (BatchNorm1d.backward)")
+    ax2.axhline(0, color="black", lw=0.6)
+    ax2.set_xticks(i, [f"x={v:g}" for v in x[:, 0]])
+    ax2.set_title("the three terms of dx (γ = 1); dx sums to 0")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
+    save(fig, out_dir / "batchnorm.png")
+    numbers["batchnorm"] = dict(x=x[:, 0].tolist(), xhat=xhat.tolist(), dy=dy[:, 0].tolist(), dx=dx.tolist())
+
+
+# ---------------------------------------------------------------------------
+# Softmax and NLL
+# ---------------------------------------------------------------------------
+def softmax_figure(out_dir, numbers):
+    logits = np.array([[2.0, 1.0, 0.1, -1.0]])
+    target = np.array([0])
+    crit = mc.CrossEntropyLoss()
+    loss = float(crit(logits, target))
+    grad = crit.backward()[0]
+    logp = mc.LogSoftmax(dim=1)(logits)[0]
+    p = np.exp(logp)
+    assert np.allclose(grad, p - np.eye(4)[0], rtol=1e-12)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    k = np.arange(4)
+    colors = [COLORS[1] if j == target[0] else COLORS[0] for j in k]
+    axes[0].bar(k, logits[0], color=colors)
+    axes[0].set_title("logits x")
+    axes[1].bar(k, p, color=colors)
+    axes[1].set_title(f"softmax p; loss = −log p[t] = {loss:.4f}")
+    axes[2].bar(k, grad, color=colors)
+    axes[2].set_title("dx = p − onehot(t)")
+    for ax in axes:
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(k, [f"class {j}" + (" (t)" if j == target[0] else "") for j in k], fontsize=8)
+    for j in k:
+        axes[1].text(j, p[j], f"{p[j]:.3f}", ha="center", va="bottom", fontsize=8)
+        axes[2].text(j, grad[j], f"{grad[j]:+.3f}", ha="center", va="bottom" if grad[j] > 0 else "top", fontsize=8)
+    save(fig, out_dir / "softmax_nll.png")
+    numbers["softmax_nll"] = dict(logits=logits[0].tolist(), p=p.tolist(), loss=loss, grad=grad.tolist())
+
+
+# ---------------------------------------------------------------------------
+# Learner tools and extending
+# ---------------------------------------------------------------------------
+class _Square(mc.Module):
+    """docs/learner_tools.md's module, y = scale * x^2, optionally with its classic mistake."""
+
+    def __init__(self, forget_the_two=False):
+        super().__init__()
+        self.scale = mc.Parameter(np.array([1.5]))
+        self.forget_the_two = forget_the_two
+
+    def forward(self, x):
+        self._cache = x
+        return self.scale.data * x * x
+
+    def backward(self, grad_output):
+        x = self._saved()
+        self.scale.grad += np.array([np.sum(grad_output * x * x)])
+        return grad_output * (1.0 if self.forget_the_two else 2.0) * self.scale.data * x
+
+
+def gradcheck_figure(out_dir, numbers):
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    r = np.random.default_rng(0).uniform(-1, 1, x.shape)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    numbers["gradcheck"] = {}
+    for ax, broken in zip(axes, (False, True)):
+        module = _Square(broken)
+        module(x)
+        analytic = module.backward(r)
+        numeric = numerical_gradient(lambda: float(np.sum(module(x) * r)), x)
+        ax.plot([-5, 5], [-5, 5], color="#aaaaaa", lw=0.8)
+        ax.scatter(numeric.ravel(), analytic.ravel(), color=COLORS[1] if broken else COLORS[2])
+        lim = 1.1 * max(np.abs(numeric).max(), np.abs(analytic).max())
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="finite differences", ylabel="backward()")
+        ax.set_aspect("equal")
+        ax.set_title("forgets the 2: half the slope" if broken else "right: on the diagonal")
+        numbers["gradcheck"]["broken" if broken else "right"] = float(np.abs(analytic - numeric).max())
+    fig.suptitle("input gradient of y = 1.5·x², every entry: backward against finite differences")
+    fig.tight_layout()
+    save(fig, out_dir / "gradcheck.png")
+
+
+def extending_figure(out_dir, numbers):
+    """Average pooling's backward with dout = 1 is col2im's per-pixel window count, shared by K·K."""
+    counts = np.zeros((1, 1, 3, 3))
+    cols = np.ones((4, 4))
+    geometry = conv2d_forward(np.zeros((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))[1].geometry
+    col2im(cols, 1, 1, 3, 3, 2, 2, *geometry, counts)
+    pool = mc.MaxPool2d(2, stride=1)
+    x = np.array([[1.0, 3.0, 2.0], [4.0, 0.0, 1.0], [2.0, 5.0, 0.0]]).reshape(1, 1, 3, 3)
+    pool(x)
+    max_dx = pool.backward(np.ones((1, 1, 2, 2)))[0, 0]
+    fig, ax = canvas(13, 3, (8, 2.6))
+    grid(ax, x[0, 0], 0, 0, fill={(r, c): COLORS[1] for r, c in zip(*np.nonzero(max_dx))}, title="x")
+    grid(ax, max_dx, 4.5, 0, title="max-pool dx")
+    grid(ax, counts[0, 0] / 4, 9, 0, fmt="{:.2f}", title="avg-pool dx")
+    ax.text(6, 3.5, "2×2 windows, stride 1, dout = 1: winners take all, or every element an equal share",
+            ha="center", va="top", fontsize=9)
+    ax.set_xlim(-0.3, 12.3)
+    ax.set_ylim(4.2, -1.2)
+    save(fig, out_dir / "extending.png")
+    numbers["extending"] = dict(maxpool_dx=max_dx.tolist(), avgpool_dx=(counts[0, 0] / 4).tolist())
+
+
+FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
+           maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python docs/make_figures.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=pathlib.Path, default=HERE / "figures")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    numbers = {}
+    for draw in FIGURES:
+        draw(args.out, numbers)
+    text = json.dumps(numbers, indent=1, sort_keys=True) + "\n"
+    (args.out / "figures.json").write_text(text)
+    print(f"wrote {len(list(args.out.glob('*.png')))} PNG, {len(list(args.out.glob('*.gif')))} GIF and "
+          f"figures.json to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
