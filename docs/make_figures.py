@@ -426,6 +426,17 @@ def extending_figure(out_dir, numbers):
     numbers["extending"] = dict(maxpool_dx=max_dx.tolist(), avgpool_dx=(counts[0, 0] / 4).tolist())
 
 
+def _rounded(value, places=9):
+    """Floats to ``places`` decimals: the last bits of exp() or of a BLAS sum may differ between CPUs."""
+    if isinstance(value, float):
+        return round(value, places) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if isinstance(value, dict):
+        return {k: _rounded(v, places) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, places) for v in value]
+    return value
+
+
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
            maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure]
 
@@ -438,7 +449,7 @@ def main(argv=None):
     numbers = {}
     for draw in FIGURES:
         draw(args.out, numbers)
-    text = json.dumps(numbers, indent=1, sort_keys=True) + "\n"
+    text = json.dumps(_rounded(numbers), indent=1, sort_keys=True) + "\n"
     (args.out / "figures.json").write_text(text)
     print(f"wrote {len(list(args.out.glob('*.png')))} PNG, {len(list(args.out.glob('*.gif')))} GIF and "
           f"figures.json to {args.out}")
