@@ -47,7 +47,7 @@ def test_the_numbers_are_the_worked_examples(drawn):
     assert numbers["maxpool"]["out"] == [[2, 3], [5, 1]]
     assert numbers["maxpool"]["overlap_dx"][1][2] == 10
     assert numbers["softmax_nll"]["grad"][0] < 0 < min(numbers["softmax_nll"]["grad"][1:])
-    assert abs(sum(numbers["batchnorm"]["dx"])) < 1e-12
+    assert abs(sum(numbers["batchnorm"]["dx"])) < 1e-8  # 0, up to the 9-decimal rounding of each entry
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
