@@ -3,6 +3,7 @@
 Choose explicitly with HYPOTHESIS_PROFILE=ci|dev.
 """
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
 
@@ -36,3 +37,13 @@ def fashion_mnist_dir():
 def fashion_mnist(fashion_mnist_dir):
     from minicnn.training.data import load_fashion_mnist
     return load_fashion_mnist("train", fashion_mnist_dir), load_fashion_mnist("test", fashion_mnist_dir)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line: how many cases of torch's own test corpus ran per module (tests/test_torch_corpus.py)."""
+    corpus = sys.modules.get("test_torch_corpus")
+    if corpus is None or not corpus.COUNTS:
+        return
+    counts = ", ".join(f"{name} {n}" for name, n in sorted(corpus.COUNTS.items()))
+    terminalreporter.write_line(f"torch corpus: {sum(corpus.COUNTS.values())} cases ran ({counts}); "
+                                f"listed differences: {len(corpus.DIFFERENCES)}")

@@ -30,8 +30,8 @@ def pairs(lo, hi):
 def conv_cases(draw):
     """Conv2d arguments and an input shape whose padded size fits the kernel.
 
-    Covers batch 1, odd sizes, non-square kernels, strides, dilation, padding
-    ('same' and 'valid' too) and groups.
+    Covers batch 1 and the empty batch, unbatched (C, H, W) input, odd sizes, non-square kernels,
+    strides, dilation, padding ('same' and 'valid' too), every padding_mode and groups.
     """
     groups = draw(st.integers(1, 3))
     in_channels, out_channels = groups * draw(small), groups * draw(small)
@@ -40,14 +40,19 @@ def conv_cases(draw):
     padding = draw(st.one_of(pairs(0, 2), st.sampled_from(["same", "valid"])))
     stride = (1, 1) if padding == "same" else draw(pairs(1, 3))
     pads = (0, 0) if isinstance(padding, str) else padding
+    padding_mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
     spatial = []
     for k, d, p in zip(kernel, dilation, pads):
         smallest = max(1, d * (k - 1) + 1 - 2 * p)
+        if padding_mode in ("reflect", "circular"):  # reflect needs pad < size, circular pad <= size
+            smallest = max(smallest, d * (k - 1) + 1, p + 1)
         spatial.append(draw(st.integers(smallest, smallest + 6)))
+    batch = draw(st.sampled_from(["unbatched", 0, 1, 2, 3]))
+    shape = (in_channels, *spatial) if batch == "unbatched" else (batch, in_channels, *spatial)
     return dict(args=dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel,
                           stride=stride, padding=padding, dilation=dilation, groups=groups,
-                          bias=draw(st.booleans())),
-                shape=(draw(small), in_channels, *spatial))
+                          bias=draw(st.booleans()), padding_mode=padding_mode),
+                shape=shape)
 
 
 @st.composite
@@ -61,9 +66,11 @@ def pool_cases(draw):
     for k, d, p in zip(kernel, dilation, padding):
         smallest = max(1, d * (k - 1) + 1 - 2 * p)
         spatial.append(draw(st.integers(smallest, smallest + 7)))
+    batch = draw(st.sampled_from(["unbatched", 1, 2, 3]))
+    channels = draw(small)
     return dict(args=dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
                           ceil_mode=draw(st.booleans())),
-                shape=(draw(small), draw(small), *spatial))
+                shape=(channels, *spatial) if batch == "unbatched" else (batch, channels, *spatial))
 
 
 @st.composite
@@ -71,23 +78,34 @@ def batchnorm_cases(draw):
     """BatchNorm1d/2d arguments, an input shape with > 1 value per channel, and a mode."""
     kind = draw(st.sampled_from(["1d-NC", "1d-NCL", "2d"]))
     channels = draw(st.integers(1, 4))
-    batch = draw(st.integers(1, 4))
+    batch = draw(st.integers(0, 4))  # 0: the empty batch, which torch accepts
     spatial = {"1d-NC": (), "1d-NCL": (draw(st.integers(1, 5)),),
                "2d": (draw(st.integers(1, 4)), draw(st.integers(1, 4)))}[kind]
-    if batch * int(np.prod(spatial)) < 2:
+    if batch * int(np.prod(spatial)) == 1:
         batch = 2
     return dict(kind=kind,
                 args=dict(num_features=channels, eps=draw(st.sampled_from([1e-5, 1e-3, 0.1])),
                           momentum=draw(st.sampled_from([0.1, 0.0, 0.5, 1.0, None])),
-                          affine=draw(st.booleans()), track_running_stats=draw(st.booleans())),
+                          affine=draw(st.booleans()), track_running_stats=draw(st.booleans()),
+                          bias=draw(st.booleans())),
                 shape=(batch, channels, *spatial),
                 training=draw(st.booleans()))
 
 
 @st.composite
 def loss_cases(draw):
-    """Logits (N, C), targets, reduction, optional class weights and ignore_index."""
-    n, c = draw(st.integers(1, 6)), draw(st.integers(1, 6))
-    return dict(n=n, c=c, reduction=draw(st.sampled_from(["mean", "sum", "none"])),
-                weighted=draw(st.booleans()), ignore=draw(st.booleans()),
-                scale=draw(st.sampled_from([1.0, 10.0, 1000.0])))
+    """Input shape (N, C), (N, C, d1, ..., dK) or unbatched (C,), reduction, class weights (of either
+    sign), ignore_index, and for cross-entropy label smoothing and class-probability targets."""
+    c = draw(st.integers(1, 6))
+    layout = draw(st.sampled_from(["2d", "2d", "k-dim", "unbatched"]))
+    if layout == "unbatched":
+        shape = (c,)
+    else:
+        n = draw(st.integers(0, 6))  # 0: the empty batch
+        extra = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))) if layout == "k-dim" else ()
+        shape = (n, c, *extra)
+    return dict(shape=shape, c=c, reduction=draw(st.sampled_from(["mean", "sum", "none"])),
+                weighted=draw(st.sampled_from([None, "positive", "any sign"])), ignore=draw(st.booleans()),
+                scale=draw(st.sampled_from([1.0, 10.0, 1000.0])),
+                label_smoothing=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0])),
+                probabilities=draw(st.booleans()))

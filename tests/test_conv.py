@@ -5,7 +5,8 @@ from hypothesis import given
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
-from minicnn.functional.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
+from minicnn.functional.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive,
+                                    pad2d_forward)
 from strategies import DTYPES, IMPLS, array, conv_cases, generator, seeds
 
 
@@ -25,8 +26,13 @@ def test_naive_and_fast_conv_agree(case, dtype, seed):
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
+    x = x if x.ndim == 4 else x[None]  # the functional pair takes (N, C, H, W)
+    pads = conv.padding_per_side()
+    if conv.padding_mode != "zeros":  # the layer pads explicitly, then convolves without padding
+        x, _ = pad2d_forward(x, pads, conv.padding_mode)
+        pads = (0, 0, 0, 0)
     b = None if conv.bias is None else conv.bias.data
-    args = (conv.weight.data, b, conv.stride, conv.padding_per_side(), conv.dilation, conv.groups)
+    args = (conv.weight.data, b, conv.stride, pads, conv.dilation, conv.groups)
     fast, fast_cache = conv2d_forward(x, *args)
     naive, naive_cache = conv2d_forward_naive(x, *args)
     assert_close(fast, naive, "forward")

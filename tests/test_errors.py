@@ -9,8 +9,9 @@ f32 = np.float32
 
 @pytest.mark.parametrize("layer, x, exc, match", [
     # wrong ndim
-    (mc.Conv2d(3, 4, 3), np.zeros((3, 8, 8), f32), ValueError, r"Conv2d\(3, 4.*must be 4-D, got a 3-D array of shape \(3, 8, 8\)"),
-    (mc.MaxPool2d(2), np.zeros((8, 8), f32), ValueError, r"MaxPool2d.*must be 4-D.*\(8, 8\)"),
+    (mc.Conv2d(3, 4, 3), np.zeros((3, 8), f32), ValueError, r"Conv2d\(3, 4.*must be 3-D or 4-D, got a 2-D array of shape \(3, 8\)"),
+    (mc.Conv2d(3, 4, 3), np.zeros((2, 8, 8), f32), ValueError, r"Conv2d\(3, 4.*must have 3 channels in dim 0, got shape \(2, 8, 8\)"),
+    (mc.MaxPool2d(2), np.zeros((8, 8), f32), ValueError, r"MaxPool2d.*must be 3-D or 4-D.*\(8, 8\)"),
     (mc.BatchNorm2d(3), np.zeros((2, 3), f32), ValueError, r"BatchNorm2d\(3.*must be 4-D.*\(2, 3\)"),
     (mc.BatchNorm1d(3), np.zeros((2, 3, 4, 4), f32), ValueError, r"BatchNorm1d\(3.*must be 2-D or 3-D.*\(2, 3, 4, 4\)"),
     (mc.LogSoftmax(dim=2), np.zeros((2, 3), f32), ValueError, r"LogSoftmax.*dim 2 is out of range.*\(2, 3\)"),
@@ -69,14 +70,23 @@ def test_loss_targets_are_checked(crit):
         crit(x, np.array([0, 3]))
     with pytest.raises(ValueError, match=rf"{name}.*target -1 is out of range"):
         crit(x, np.array([-1, 0]))
-    with pytest.raises(ValueError, match=rf"{name}.*target must have shape \(2,\) to match input shape \(2, 3\), got \(3,\)"):
+    with pytest.raises(ValueError, match=rf"{name}.*target must have shape \(2,\) to match input shape \(2, 3\) "
+                                         rf"\(the input without its class dim 1\), got \(3,\)"):
         crit(x, np.array([0, 1, 2]))
-    with pytest.raises(TypeError, match=rf"{name}.*target must be an integer ndarray.*got float64"):
-        crit(x, np.array([0.0, 1.0]))
-    with pytest.raises(ValueError, match=rf"{name}.*must be 2-D"):
+    if name == "NLLLoss":
+        with pytest.raises(TypeError, match=rf"{name}.*target must be an integer ndarray of class indices, got dtype float64"):
+            crit(x, np.array([0.0, 1.0]))
+    else:  # a float target is a distribution over the classes, of the input's shape
+        with pytest.raises(ValueError, match=rf"{name}.*class probabilities must have the input's shape \(2, 3\), got \(2,\)"):
+            crit(x, np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=rf"{name}.*target must have shape \(\) to match input shape \(3,\)"):
         crit(np.zeros(3, f32), np.array([0]))
+    with pytest.raises(ValueError, match=rf"{name}.*must be at least 1-D"):
+        crit(np.zeros((), f32), np.array(0))
     with pytest.raises(ValueError, match=rf"{name}.*weight must have shape \(3,\)"):
         type(crit)(weight=np.ones(4, f32))(x, np.array([0, 1]))
+    with pytest.raises(TypeError, match=rf"{name}: ignore_index must be an int, got None"):
+        type(crit)(ignore_index=None)
 
 
 def test_backward_checks_the_gradient_shape():

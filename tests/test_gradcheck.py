@@ -29,6 +29,19 @@ def test_conv2d(args, shape):
     check(mc.Conv2d(**args), rand(*shape))
 
 
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("impl", ["fast", "naive"])
+def test_conv2d_padding_modes(padding_mode, impl):
+    """A border pixel copied into the padding gets its copies' gradients too (the adjoint of the padding)."""
+    conv = mc.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(2, 1), padding_mode=padding_mode, impl=impl)
+    check(conv, rand(2, 2, 4, 5))
+
+
+def test_unbatched_conv_and_pool():
+    check(mc.Conv2d(2, 3, 3, padding=1), rand(2, 4, 5))
+    check(mc.MaxPool2d(2, stride=1), rand(2, 4, 5))
+
+
 @pytest.mark.parametrize("args", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1),
                                   dict(kernel_size=(2, 3), stride=2, dilation=(2, 1), ceil_mode=True)])
 def test_maxpool2d(args):
@@ -73,10 +86,29 @@ def test_dropout_with_a_fixed_mask():
     check(mc.Dropout(0.4, generator=FixedMask(draws)), rand(4, 6))
 
 
-@pytest.mark.parametrize("crit", [mc.NLLLoss(reduction="mean"), mc.CrossEntropyLoss(reduction="sum"),
-                                  mc.CrossEntropyLoss(weight=np.array([0.5, 1.0, 2.0]), reduction="mean")])
-def test_losses(crit):
-    x, target = rand(4, 3), np.array([0, 2, 1, 2])
+def _probabilities(shape, axis):
+    p = np.random.default_rng(7).uniform(0.1, 1.0, shape)
+    return p / p.sum(axis=axis, keepdims=True)
+
+
+@pytest.mark.parametrize("crit, x, target", [
+    (mc.NLLLoss(reduction="mean"), rand(4, 3), np.array([0, 2, 1, 2])),
+    (mc.CrossEntropyLoss(reduction="sum"), rand(4, 3), np.array([0, 2, 1, 2])),
+    (mc.CrossEntropyLoss(weight=np.array([0.5, 1.0, 2.0]), reduction="mean"), rand(4, 3), np.array([0, 2, 1, 2])),
+    # K-dimensional, with ignore_index and weights of both signs
+    (mc.NLLLoss(weight=np.array([0.5, -1.0, 2.0]), ignore_index=1), rand(2, 3, 2, 2),
+     np.array([[[0, 1], [2, 2]], [[1, 0], [2, 0]]])),
+    (mc.CrossEntropyLoss(reduction="sum"), rand(2, 3, 4), np.array([[0, 1, 2, 2], [1, 0, 2, 0]])),
+    # label smoothing, alone, with weights and an ignored class
+    (mc.CrossEntropyLoss(label_smoothing=0.3), rand(5, 4), np.array([0, 3, 1, 2, 3])),
+    (mc.CrossEntropyLoss(label_smoothing=0.3, weight=np.array([0.5, 1.0, 2.0, 1.5]), ignore_index=3),
+     rand(2, 4, 3), np.array([[0, 3, 1], [2, 3, 0]])),
+    # class-probability targets, smoothed and weighted; one unbatched sample
+    (mc.CrossEntropyLoss(label_smoothing=0.2, weight=np.array([0.5, 1.0, 2.0])), rand(3, 3, 2),
+     _probabilities((3, 3, 2), 1)),
+    (mc.CrossEntropyLoss(), rand(5), np.array(3)),
+])
+def test_losses(crit, x, target):
     crit(x, target)
     grad = crit.backward()
     numeric = numerical_gradient(lambda: float(crit(x, target)), x)

@@ -61,8 +61,10 @@ def test_sgd_state_dict_round_trip():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=-1.0), "lr must be a non-negative"),
-    (dict(lr=0.1, momentum=-0.5), "momentum must be a non-negative"),
+    (dict(lr=-1.0), "Invalid learning rate: -1.0"),
+    (dict(lr=0.1, momentum=-0.5), "Invalid momentum value: -0.5"),
+    (dict(lr=0.1, weight_decay=-0.5), "Invalid weight_decay value: -0.5"),
+    (dict(lr=np.array([0.1, 0.1])), "lr given as an array must have 1 element"),
     (dict(lr=0.1, nesterov=True), "nesterov requires momentum > 0"),
     (dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening = 0"),
 ])
@@ -91,3 +93,41 @@ def test_exponential_lr_matches_torch(gamma):
         assert_close(p.data, p_t.detach().numpy(), f"epoch {epoch}")
     with pytest.raises(ValueError, match=r"ExponentialLR: gamma must be in \(0, 1\], got 0"):
         mc.ExponentialLR(opt, 0)
+
+
+def test_sgd_defaults_and_param_checks_follow_torch():
+    p, q = mc.Parameter(np.ones(2)), mc.Parameter(np.ones(3))
+    assert mc.SGD([p]).lr == 1e-3 == torch.optim.SGD([torch.zeros(1, requires_grad=True)]).defaults["lr"]
+    with pytest.raises(TypeError, match="params argument given to the optimizer should be an iterable"):
+        mc.SGD(p)
+    with pytest.raises(ValueError, match="holds the same parameter twice"):
+        mc.SGD([p, p])
+    with pytest.raises(ValueError, match="appear in more than one parameter group"):
+        mc.SGD([{"params": [p]}, {"params": [p, q]}])
+    with pytest.raises(ValueError, match="Some param names are missing"):
+        mc.SGD([("weight", p), q])
+    with pytest.raises(ValueError, match="empty parameter list"):
+        mc.SGD([])
+
+
+def test_sgd_param_groups_and_names_match_torch():
+    """Two groups with their own lr and momentum, named parameters, then ExponentialLR on both."""
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(3), rng.standard_normal((2, 2))]
+    ours = [mc.Parameter(v.copy()) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    opt = mc.SGD([{"params": [("a", ours[0])], "lr": 0.1}, {"params": [("b", ours[1])], "momentum": 0.9}], lr=0.01)
+    opt_t = torch.optim.SGD([{"params": [theirs[0]], "lr": 0.1}, {"params": [theirs[1]], "momentum": 0.9}], lr=0.01)
+    sched, sched_t = mc.ExponentialLR(opt, 0.5), torch.optim.lr_scheduler.ExponentialLR(opt_t, 0.5)
+    for step in range(5):
+        grads = [rng.standard_normal(v.shape) for v in values]
+        for p, p_t, g in zip(ours, theirs, grads):
+            p.grad[...] = g
+            p_t.grad = torch.tensor(g)
+        opt.step()
+        opt_t.step()
+        sched.step()
+        sched_t.step()
+        for p, p_t in zip(ours, theirs):
+            assert_close(p.data, p_t.detach().numpy(), f"step {step}")
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in opt_t.param_groups]

@@ -334,3 +334,45 @@ def conv2d_backward(dout, cache):
             np.matmul(w_mat[fs].T, dout_mat[fs, n0 * P:n1 * P], out=part[rs])
         col2im(part, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
     return dx, dw_mat.reshape(w.shape), (db if cache.has_bias else None)
+
+
+# ---------------------------------------------------------------------------
+# Padding modes other than zeros: pad explicitly, then convolve without padding
+# ---------------------------------------------------------------------------
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+class Pad2dCache(NamedTuple):
+    """Which input row and column each padded row and column copies."""
+    x_shape: tuple          # (N, C, H, W)
+    rows: np.ndarray        # (H + pad_top + pad_bottom,) int: source row of each padded row
+    cols: np.ndarray        # (W + pad_left + pad_right,) int: source column of each padded column
+
+
+def pad2d_forward(x, padding, mode):
+    """Pad (N, C, H, W) by ``padding = (top, bottom, left, right)`` in torch's ``padding_mode``.
+
+    'reflect' mirrors without repeating the edge (``[2 1 | 1 2 3 | 3 2]`` is 'replicate' repeating it:
+    ``[1 1 | 1 2 3 | 3 3]``), 'circular' wraps around. Returns ``(padded, Pad2dCache)``.
+    """
+    top, bottom, left, right = padding
+    np_mode = PADDING_MODES[mode]
+    rows = np.pad(np.arange(x.shape[2]), (top, bottom), mode=np_mode)
+    cols = np.pad(np.arange(x.shape[3]), (left, right), mode=np_mode)
+    return np.ascontiguousarray(x[:, :, rows[:, None], cols[None, :]]), Pad2dCache(x.shape, rows, cols)
+
+
+def pad2d_backward(dpadded, cache):
+    """The adjoint of the padding: each padded pixel's gradient goes back to the pixel it copied.
+
+    Notes
+    -----
+    ``padded[n, c, r, q] = x[n, c, rows[r], cols[q]]``, so
+    ``dx[n, c, h, w] = sum over r, q with rows[r] = h and cols[q] = w of dpadded[n, c, r, q]``:
+    with the one-hot matrices ``R[r, h] = [rows[r] = h]`` and ``Q[q, w] = [cols[q] = w]``,
+    ``dx = R.T @ dpadded @ Q`` (a pixel copied into the border gets its copies' gradients too).
+    """
+    H, W = cache.x_shape[2], cache.x_shape[3]
+    one_hot_rows = (cache.rows[:, None] == np.arange(H)[None, :]).astype(dpadded.dtype)
+    one_hot_cols = (cache.cols[:, None] == np.arange(W)[None, :]).astype(dpadded.dtype)
+    return np.ascontiguousarray(one_hot_rows.T @ dpadded @ one_hot_cols)

@@ -1,13 +1,32 @@
-"""Negative log-likelihood and cross-entropy, forward and backward.
+"""Negative log-likelihood and cross-entropy, forward and backward, with torch's semantics.
 
-NLL takes log-probabilities ``logp`` (N, C) and integer targets (N,):
+Shapes (the class axis is 1, or 0 for one unbatched sample):
+
+    input  (N, C) or (N, C, d1, ..., dK) or (C,)
+    target (N,)   or (N, d1, ..., dK)    or ()        class indices (int)
+           or the input's shape                       class probabilities (cross-entropy only)
+
+Every position ``i`` of the batch and the K extra dimensions is one sample: the
+kernels see the input as rows (M, C) with M = N*d1*...*dK, and ``reduction='none'``
+returns the loss in the target's shape.
+
+NLL of log-probabilities ``logp`` with class weights ``w`` (default 1):
 
     l_i  = -w[t_i] * logp[i, t_i]        (0 where t_i == ignore_index)
-    mean = sum_i l_i / sum_i w[t_i]      (the weighted mean, as in torch)
+    mean = sum_i l_i / sum_i w[t_i]      (the weighted mean, as in torch; ignored samples excluded)
     sum  = sum_i l_i
-    none = l                              shape (N,)
+    none = l
 
-Cross-entropy is NLL of ``log_softmax(logits)``.
+Cross-entropy is NLL of ``log_softmax(logits)`` along the class axis. With
+``label_smoothing = e`` the target mixes the one-hot vector with the uniform one:
+
+    l_i = (1 - e) * nll_i + (e / C) * s_i,      s_i = -sum_c w[c] * logp[i, c]
+
+(``s_i`` is 0 for ignored samples, and 'mean' divides both parts by the same sum of w[t_i]).
+With probability targets ``y`` (rows summing to 1), optionally smoothed to
+``(1 - e) * y + e / C``:
+
+    l_i = -sum_c w[c] * y[i, c] * logp[i, c],   mean = sum_i l_i / M   (M samples, not a weight sum)
 """
 from typing import NamedTuple
 
@@ -19,6 +38,9 @@ from .activation import LogSoftmaxCache, log_softmax_backward, log_softmax_forwa
 REDUCTIONS = ("mean", "sum", "none")
 
 
+# ---------------------------------------------------------------------------
+# Kernels on rows (M, C)
+# ---------------------------------------------------------------------------
 def _nll_forward_kernel(logp, target, weight, ignore_index, losses, target_weight):
     for i in range(logp.shape[0]):
         t = target[i]
@@ -44,41 +66,74 @@ nll_forward_kernel = njit(cache=True)(_nll_forward_kernel)
 nll_backward_kernel = njit(cache=True)(_nll_backward_kernel)
 
 
+# ---------------------------------------------------------------------------
+# Shapes: class axis to rows and back
+# ---------------------------------------------------------------------------
+def to_rows(x):
+    """``x`` (N, C, d1..dK) or (C,) as contiguous rows (M, C), the class axis last."""
+    if x.ndim == 1:
+        return np.ascontiguousarray(x).reshape(1, -1)
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(-1, x.shape[1])
+
+
+def from_rows(rows, shape):
+    """The inverse of ``to_rows`` for an array of ``shape``."""
+    if len(shape) == 1:
+        return rows.reshape(shape)
+    moved = (shape[0], *shape[2:], shape[1])
+    return np.moveaxis(rows.reshape(moved), -1, 1)
+
+
+def _reduce(losses, denominator, reduction, sample_shape):
+    if reduction == "none":
+        return losses.reshape(sample_shape)
+    if reduction == "sum":
+        return losses.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: 0/0 = nan, as in torch
+        return losses.sum() / denominator
+
+
+def _per_sample(dloss, denominator, reduction, count, dtype):
+    """The upstream gradient of each sample's loss, (M,)."""
+    if reduction == "none":
+        return np.ascontiguousarray(np.asarray(dloss, dtype=dtype).reshape(count))  # the samples' order = the rows
+    scale = np.asarray(dloss, dtype=dtype)
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = scale / denominator
+    return np.full(count, scale, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# NLL
+# ---------------------------------------------------------------------------
 class NLLCache(NamedTuple):
-    target: np.ndarray          # (N,) int64
-    target_weight: np.ndarray   # (N,): w[t_i], 0 where t_i == ignore_index
+    target: np.ndarray          # (M,) int64: one class index per row
+    target_weight: np.ndarray   # (M,): w[t_i], 0 where t_i == ignore_index
     ignore_index: int
     reduction: str
-    logp_shape: tuple           # (N, C)
-
-
-class CrossEntropyCache(NamedTuple):
-    log_softmax: LogSoftmaxCache
-    nll: NLLCache
+    input_shape: tuple          # the log-probabilities' shape
+    sample_shape: tuple         # the target's shape: the shape of the 'none' loss
 
 
 def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
-    """NLL loss. ``target`` must already be validated (int64, in range).
+    """NLL loss. ``target`` must already be validated (int64, in range, the samples' shape).
 
     Returns
     -------
-    loss : 0-d ndarray for 'mean'/'sum', (N,) for 'none'
+    loss : 0-d ndarray for 'mean'/'sum', the target's shape for 'none'
     cache : NLLCache for ``nll_backward``
     """
-    N, C = logp.shape
-    if weight is None:
-        weight = np.ones(C, dtype=logp.dtype)
-    losses = np.empty(N, dtype=logp.dtype)
-    target_weight = np.empty(N, dtype=logp.dtype)
-    nll_forward_kernel(logp, target, weight, ignore_index, losses, target_weight)
-    if reduction == "none":
-        loss = losses
-    elif reduction == "sum":
-        loss = losses.sum()
-    else:
-        with np.errstate(invalid="ignore", divide="ignore"):  # all ignored: 0/0 = nan, as in torch
-            loss = losses.sum() / target_weight.sum()
-    return np.asarray(loss, dtype=logp.dtype), NLLCache(target, target_weight, ignore_index, reduction, logp.shape)
+    rows = to_rows(logp)
+    M, C = rows.shape
+    weight = np.ones(C, dtype=logp.dtype) if weight is None else weight
+    flat_target = np.ascontiguousarray(target, dtype=np.int64).reshape(M)
+    losses = np.empty(M, dtype=logp.dtype)
+    target_weight = np.empty(M, dtype=logp.dtype)
+    nll_forward_kernel(rows, flat_target, weight, ignore_index, losses, target_weight)
+    loss = _reduce(losses, target_weight.sum(), reduction, np.shape(target))
+    cache = NLLCache(flat_target, target_weight, ignore_index, reduction, logp.shape, np.shape(target))
+    return np.asarray(loss, dtype=logp.dtype), cache
 
 
 def nll_backward(dloss, cache):
@@ -87,30 +142,92 @@ def nll_backward(dloss, cache):
     Notes
     -----
     ``d l_i / d logp[i, k] = -w[t_i]`` if ``k == t_i`` else 0. For 'mean' every
-    term is further divided by ``sum_i w[t_i]``; for 'none' ``dloss`` is (N,).
+    term is further divided by ``sum_i w[t_i]``; for 'none' ``dloss`` has the
+    samples' shape. K extra dimensions change nothing: each position is a sample.
     """
-    target_weight, reduction, shape = cache.target_weight, cache.reduction, cache.logp_shape
-    dtype = target_weight.dtype
-    if reduction == "none":
-        per_sample = np.broadcast_to(np.asarray(dloss, dtype=dtype), (shape[0],))
-    else:
-        scale = np.asarray(dloss, dtype=dtype)
-        if reduction == "mean":
-            with np.errstate(invalid="ignore", divide="ignore"):  # all targets ignored
-                scale = scale / target_weight.sum()
-        per_sample = np.full(shape[0], scale, dtype=dtype)
-    dlogp = np.empty(shape, dtype=dtype)
-    nll_backward_kernel(np.ascontiguousarray(per_sample), cache.target, target_weight, cache.ignore_index, dlogp)
-    return dlogp
+    target_weight = cache.target_weight
+    M = target_weight.shape[0]
+    per_sample = _per_sample(dloss, target_weight.sum(), cache.reduction, M, target_weight.dtype)
+    C = cache.input_shape[0] if len(cache.input_shape) == 1 else cache.input_shape[1]
+    dlogp = np.empty((M, C), dtype=target_weight.dtype)
+    nll_backward_kernel(per_sample, cache.target, target_weight, cache.ignore_index, dlogp)
+    return from_rows(dlogp, cache.input_shape)
 
 
-def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduction="mean"):
-    """``nll(log_softmax(logits, dim=1))``. Returns ``(loss, cache)``."""
-    logp, softmax_cache = log_softmax_forward(logits, dim=1)
-    loss, nll_cache = nll_forward(logp, target, weight, ignore_index, reduction)
-    return loss, CrossEntropyCache(softmax_cache, nll_cache)
+# ---------------------------------------------------------------------------
+# Cross-entropy
+# ---------------------------------------------------------------------------
+class CrossEntropyCache(NamedTuple):
+    log_softmax: LogSoftmaxCache
+    nll: NLLCache               # class-index targets (None with probability targets)
+    smoothing: float            # label_smoothing e
+    weight: np.ndarray          # (C,) class weights (ones when none were given)
+    probabilities: np.ndarray   # (M, C): the (smoothed) target distribution, or None for class indices
+    ignored: np.ndarray         # (M,) bool: rows whose target is ignore_index (class indices only)
+    reduction: str
+    input_shape: tuple          # the logits' shape
+
+
+def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """``nll(log_softmax(logits))`` along the class axis, with label smoothing or probability targets.
+
+    ``target`` holds class indices (int, the samples' shape) or class probabilities (float, the
+    logits' shape). Returns ``(loss, CrossEntropyCache)``.
+    """
+    class_axis = 0 if logits.ndim == 1 else 1
+    C = logits.shape[class_axis]
+    logp, softmax_cache = log_softmax_forward(logits, dim=class_axis)
+    weights = np.ones(C, dtype=logits.dtype) if weight is None else weight
+    rows = to_rows(logp)
+    sample_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
+    if np.issubdtype(target.dtype, np.floating):  # class probabilities
+        y = to_rows(target.astype(logits.dtype, copy=False))
+        if label_smoothing > 0:
+            y = y * (1 - label_smoothing) + label_smoothing / C
+        losses = -(rows * y * weights).sum(axis=1)
+        loss = _reduce(losses, rows.shape[0], reduction, sample_shape)
+        cache = CrossEntropyCache(softmax_cache, None, label_smoothing, weights, y, None, reduction, logits.shape)
+        return np.asarray(loss, dtype=logits.dtype), cache
+    nll, nll_cache = nll_forward(logp, target, weight, ignore_index, reduction)
+    ignored = nll_cache.target == ignore_index
+    if label_smoothing > 0:
+        smooth = -(rows * weights).sum(axis=1)
+        smooth[ignored] = 0
+        smooth_loss = _reduce(smooth, nll_cache.target_weight.sum(), reduction, sample_shape)
+        nll = (1 - label_smoothing) * nll + (label_smoothing / C) * smooth_loss
+    cache = CrossEntropyCache(softmax_cache, nll_cache, label_smoothing, weights, None, ignored, reduction,
+                              logits.shape)
+    return np.asarray(nll, dtype=logits.dtype), cache
 
 
 def cross_entropy_backward(dloss, cache):
-    """Chain rule through NLL then log-softmax: ``softmax - onehot`` times the weights."""
-    return log_softmax_backward(nll_backward(dloss, cache.nll), cache.log_softmax)
+    """Chain rule through the loss, then through log-softmax. Returns d loss / d logits.
+
+    Notes
+    -----
+    With respect to the log-probabilities, per sample ``i`` with upstream gradient ``g_i``
+    (``dloss``, divided by the mean's denominator for 'mean'):
+
+        class indices:   dlogp[i, c] = -g_i * ((1 - e) * w[t_i] * [c = t_i] + (e / C) * w[c])
+                         (0 for an ignored sample)
+        probabilities:   dlogp[i, c] = -g_i * w[c] * y[i, c]
+
+    and ``log_softmax_backward`` turns that into ``dx = dlogp - softmax * sum_c dlogp``. Unweighted
+    and unsmoothed, this is the familiar ``(softmax - onehot) * g``.
+    """
+    dtype = cache.weight.dtype
+    if cache.probabilities is not None:
+        y = cache.probabilities
+        per_sample = _per_sample(dloss, y.shape[0], cache.reduction, y.shape[0], dtype)
+        dlogp = from_rows(-(per_sample[:, None] * cache.weight * y), cache.input_shape)
+        return log_softmax_backward(dlogp, cache.log_softmax)
+    nll_cache, e = cache.nll, cache.smoothing
+    dlogp = nll_backward(dloss, nll_cache)
+    if e > 0:
+        M = nll_cache.target.shape[0]
+        per_sample = _per_sample(dloss, nll_cache.target_weight.sum(), cache.reduction, M, dtype)
+        per_sample = np.where(cache.ignored, 0, per_sample)
+        C = cache.weight.shape[0]
+        smooth_rows = -(per_sample[:, None] * cache.weight) * (e / C)
+        dlogp = (1 - e) * dlogp + from_rows(smooth_rows, nll_cache.input_shape)
+    return log_softmax_backward(dlogp, cache.log_softmax)

@@ -126,10 +126,12 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
     cache : BatchNormCache for ``batchnorm_backward``
     """
     N, C = x.shape[0], x.shape[1]
-    x3 = np.ascontiguousarray(x).reshape(N, C, -1)
+    x3 = np.ascontiguousarray(x).reshape(N, C, int(np.prod(x.shape[2:], dtype=np.int64)))
     out, xhat = np.empty_like(x3), np.empty_like(x3)
     invstd = np.empty(C, dtype=x.dtype)
-    if batch_stats:
+    if x.size == 0:  # an empty batch: nothing to normalize, and no statistics to update (as in torch)
+        invstd[...] = 0
+    elif batch_stats:
         mean, var, var_unbiased = (np.empty(C, dtype=x.dtype) for _ in range(3))
         batchnorm_train_forward_kernel(x3, gamma, beta, eps, out, xhat, mean, var, var_unbiased, invstd)
         if running_mean is not None:
@@ -161,8 +163,10 @@ def batchnorm_backward(dout, cache):
     """
     xhat, shape = cache.xhat, cache.x_shape
     N, C = shape[0], shape[1]
-    dout3 = np.ascontiguousarray(dout, dtype=xhat.dtype).reshape(N, C, -1)
+    dout3 = np.ascontiguousarray(dout, dtype=xhat.dtype).reshape(xhat.shape)
     dx = np.empty_like(xhat)
-    dgamma, dbeta = np.empty(C, dtype=xhat.dtype), np.empty(C, dtype=xhat.dtype)
+    dgamma, dbeta = np.zeros(C, dtype=xhat.dtype), np.zeros(C, dtype=xhat.dtype)
+    if xhat.size == 0:  # an empty batch: no gradient anywhere
+        return dx.reshape(shape), dgamma, dbeta
     batchnorm_backward_kernel(dout3, xhat, cache.gamma, cache.invstd, cache.batch_stats, dx, dgamma, dbeta)
     return dx.reshape(shape), dgamma, dbeta

@@ -58,7 +58,13 @@ def probability(layer, name, value):
     return float(value)
 
 
-def check_input(layer, x, ndims, dtype=None, channels=None, channel_axis=1):
+def contiguous(x, dtype=None):
+    """``x`` as a C-contiguous array of ``dtype``, keeping 0-d arrays 0-d (``np.ascontiguousarray`` makes them 1-D)."""
+    x = np.asarray(x, dtype=dtype)
+    return x if x.flags["C_CONTIGUOUS"] else x.copy(order="C")
+
+
+def check_input(layer, x, ndims, dtype=None, channels=None, channel_axis=1, allow_empty=False):
     """Validate a layer's input array and return it (made C-contiguous).
 
     Parameters
@@ -74,6 +80,8 @@ def check_input(layer, x, ndims, dtype=None, channels=None, channel_axis=1):
         If given, the input must have exactly this dtype (no silent casts).
     channels : int or None
         If given, ``x.shape[channel_axis]`` must equal it.
+    allow_empty : bool
+        Accept a size-0 input (an empty batch), as torch does for this layer.
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{layer}: input must be a numpy.ndarray, got {type(x).__name__}")
@@ -89,9 +97,9 @@ def check_input(layer, x, ndims, dtype=None, channels=None, channel_axis=1):
     if channels is not None and x.shape[channel_axis] != channels:
         what = "features in its last dim" if channel_axis == -1 else f"channels in dim {channel_axis}"
         raise ValueError(f"{layer}: input must have {channels} {what}, got shape {x.shape}")
-    if 0 in x.shape:
+    if 0 in x.shape and not allow_empty:
         raise ValueError(f"{layer}: input must not be empty, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return contiguous(x)
 
 
 def check_grad(layer, dout, expected_shape, dtype):
@@ -102,4 +110,4 @@ def check_grad(layer, dout, expected_shape, dtype):
     if dout.shape != tuple(expected_shape):
         raise ValueError(f"{layer}.backward: grad_output must have the forward output's shape "
                          f"{tuple(expected_shape)}, got {dout.shape}")
-    return np.ascontiguousarray(dout, dtype=dtype)
+    return contiguous(dout, dtype)

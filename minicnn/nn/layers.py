@@ -6,6 +6,7 @@ and the cache of the last forward, and calls the functional kernels in
 or ``impl="naive"``: the readable direct loops, through the same layer code.
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -30,21 +31,24 @@ class Conv2d(Module):
         puts the extra row/column at the bottom/right, as torch does).
     groups : int dividing both in_channels and out_channels
     bias : bool
+    padding_mode : 'zeros' (default), 'reflect', 'replicate' or 'circular', as in torch
     dtype : np.float32 (default) or np.float64
     generator : numpy Generator for the initial weights (default: ``minicnn.manual_seed``'s)
     impl : 'fast' (im2col + GEMM, the default) or 'naive' (the direct loops of
         ``conv2d_forward_naive``: slow, written to be read and stepped through)
 
-    Shapes: input (N, in_channels, H, W), output (N, out_channels, OH, OW),
+    Shapes: input (N, in_channels, H, W) or unbatched (in_channels, H, W); N may be 0.
+    Output (N, out_channels, OH, OW) (unbatched: without N),
     ``O = floor((I + 2p - d(k-1) - 1) / s) + 1``; weight
     (out_channels, in_channels // groups, kh, kw), bias (out_channels,).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32, generator=None, impl="fast"):
+                 groups=1, bias=True, padding_mode="zeros", dtype=np.float32, generator=None, impl="fast"):
         super().__init__()
         name = "Conv2d"
         self.impl = chk.choice(name, "impl", impl, IMPLS)
+        self.padding_mode = chk.choice(name, "padding_mode", padding_mode, tuple(F.PADDING_MODES))
         self.in_channels = chk.positive_int(name, "in_channels", in_channels)
         self.out_channels = chk.positive_int(name, "out_channels", out_channels)
         self.groups = chk.positive_int(name, "groups", groups)
@@ -91,16 +95,32 @@ class Conv2d(Module):
                 F.conv2d_output_size(input_shape[3], kw, sw, pl, pr, dw))
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, (4,), self.dtype, channels=self.in_channels)
+        x = chk.check_input(self._name(), x, (3, 4), self.dtype, channels=self.in_channels,
+                            channel_axis=x.ndim - 3 if isinstance(x, np.ndarray) else 1, allow_empty=True)
+        self._unbatched = x.ndim == 3
+        x = x[None] if self._unbatched else x
+        if 0 in x.shape[1:]:
+            raise ValueError(f"{self._name()}: input must not be empty, got shape {x.shape[1:]}")
         pads = self.padding_per_side()
         padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
         extent = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation))
         if padded[0] < extent[0] or padded[1] < extent[1]:
             raise ValueError(f"{self._name()}: the kernel (extent d*(k-1)+1 = {extent}) is larger than the "
                              f"padded input {padded} of input shape {x.shape}")
+        self._pad_cache = None
+        if self.padding_mode != "zeros" and any(pads):
+            limit = {"reflect": lambda p, size: p < size, "replicate": lambda p, size: True,
+                     "circular": lambda p, size: p <= size}[self.padding_mode]
+            for p, size in zip(pads, (x.shape[2], x.shape[2], x.shape[3], x.shape[3])):
+                if not limit(p, size):
+                    raise ValueError(f"{self._name()}: padding {pads} (top, bottom, left, right) is too large for "
+                                     f"padding_mode={self.padding_mode!r} and input shape {x.shape}")
+            x, self._pad_cache = F.pad2d_forward(x, pads, self.padding_mode)
+            pads = (0, 0, 0, 0)
         bias = None if self.bias is None else self.bias.data
         forward = F.conv2d_forward if self.impl == "fast" else F.conv2d_forward_naive
         out, self._cache = forward(x, self.weight.data, bias, self.stride, pads, self.dilation, self.groups)
+        out = out[0] if self._unbatched else out
         self._out_shape = out.shape
         return out
 
@@ -108,11 +128,13 @@ class Conv2d(Module):
         cache = self._saved()
         dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
         backward = F.conv2d_backward if self.impl == "fast" else F.conv2d_backward_naive
-        dx, dw, db = backward(dout, cache)
+        dx, dw, db = backward(dout[None] if self._unbatched else dout, cache)
+        if self._pad_cache is not None:
+            dx = F.pad2d_backward(dx, self._pad_cache)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
-        return dx
+        return dx[0] if self._unbatched else dx
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -123,13 +145,15 @@ class Conv2d(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         if self.impl != "fast":
             s += f", impl={self.impl!r}"
         return s
 
 
 class MaxPool2d(Module):
-    """2-D max-pooling over (N, C, H, W), like ``torch.nn.MaxPool2d``.
+    """2-D max-pooling over (N, C, H, W) or unbatched (C, H, W), like ``torch.nn.MaxPool2d``.
 
     ``stride`` defaults to ``kernel_size``. ``padding`` (implicit -inf) is at
     most ``kernel_size // 2``. With ``ceil_mode`` the
@@ -161,7 +185,11 @@ class MaxPool2d(Module):
                                         self.ceil_mode)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, (4,))
+        x = chk.check_input(self._name(), x, (3, 4), allow_empty=True)
+        self._unbatched = x.ndim == 3
+        x = x[None] if self._unbatched else x
+        if 0 in x.shape[1:]:
+            raise ValueError(f"{self._name()}: input must not be empty, got shape {x.shape[1:]}")
         shape = self.output_shape(x.shape)
         if shape[2] < 1 or shape[3] < 1:
             raise ValueError(f"{self._name()}: input shape {x.shape} is too small: "
@@ -172,15 +200,22 @@ class MaxPool2d(Module):
         else:
             out, cache = F.maxpool2d_forward_naive(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                                    self.ceil_mode)
+        if self._unbatched:
+            out = out[0]
         self._cache, self._out_shape, self._dtype = cache, out.shape, x.dtype
-        return (out, cache.indices.copy()) if self.return_indices else out
+        if self.return_indices:
+            return out, (cache.indices[0] if self._unbatched else cache.indices).copy()
+        return out
 
     def backward(self, grad_output):
         cache = self._saved()
         dout = chk.check_grad(self._name(), grad_output, self._out_shape, self._dtype)
+        dout = dout[None] if self._unbatched else dout
         if isinstance(cache, F.PoolCache):
-            return F.maxpool2d_backward(dout, cache)
-        return F.maxpool2d_backward_naive(dout, cache)
+            dx = F.maxpool2d_backward(dout, cache)
+        else:
+            dx = F.maxpool2d_backward_naive(dout, cache)
+        return dx[0] if self._unbatched else dx
 
     def extra_repr(self):
         s = (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -194,7 +229,7 @@ class _BatchNorm(Module):
     _ndims = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32):
+                 dtype=np.float32, *, bias=True):
         super().__init__()
         name = type(self).__name__
         self.num_features = chk.positive_int(name, "num_features", num_features)
@@ -205,11 +240,9 @@ class _BatchNorm(Module):
         self.eps, self.momentum = float(eps), momentum
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         self.dtype = chk.as_dtype(name, dtype)
-        if self.affine:
-            self.weight = Parameter(np.ones(num_features, dtype=self.dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=self.dtype))
-        else:
-            self.weight = self.bias = None
+        # torch 2.14's keyword-only ``bias``: with affine=True and bias=False only the scale is learned.
+        self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if self.affine and bias else None
         if self.track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
@@ -220,21 +253,19 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, self._ndims, self.dtype, channels=self.num_features)
+        x = chk.check_input(self._name(), x, self._ndims, self.dtype, channels=self.num_features, allow_empty=True)
         batch_stats = self.training or self.running_mean is None
         factor = 0.0
         if batch_stats:
             count = x.size // self.num_features
-            if count <= 1:
+            if count == 1:  # (an empty batch is allowed, as in torch: it normalizes nothing)
                 raise ValueError(f"{self._name()}: expected more than 1 value per channel when training, "
                                  f"got input shape {x.shape}")
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
                 factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        if self.affine:
-            gamma, beta = self.weight.data, self.bias.data
-        else:
-            gamma, beta = np.ones(self.num_features, self.dtype), np.zeros(self.num_features, self.dtype)
+        gamma = self.weight.data if self.weight is not None else np.ones(self.num_features, self.dtype)
+        beta = self.bias.data if self.bias is not None else np.zeros(self.num_features, self.dtype)
         update = self.training and self.track_running_stats
         out, self._cache = F.batchnorm_forward(
             x, gamma, beta, self.eps, batch_stats,
@@ -246,14 +277,16 @@ class _BatchNorm(Module):
         cache = self._saved()
         dout = chk.check_grad(self._name(), grad_output, cache.x_shape, self.dtype)
         dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
-        if self.affine:
+        if self.weight is not None:
             self.weight.grad += dgamma
+        if self.bias is not None:
             self.bias.grad += dbeta
         return dx
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"track_running_stats={self.track_running_stats}" + ("" if self.bias is not None or not self.affine
+                                                                     else ", bias=False"))
 
 
 class BatchNorm2d(_BatchNorm):
@@ -290,7 +323,8 @@ class Linear(Module):
         self.bias = Parameter(uniform(out_features, in_features ** -0.5, self.dtype, rng)) if bias else None
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1)
+        x = chk.check_input(self._name(), x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1,
+                            allow_empty=True)
         lead = x.shape[:-1]
         bias = None if self.bias is None else self.bias.data
         out, self._cache = F.linear_forward(x.reshape(-1, self.in_features), self.weight.data, bias)
@@ -311,10 +345,10 @@ class Linear(Module):
 
 
 class ReLU(Module):
-    """``max(x, 0)`` element-wise, any shape."""
+    """``max(x, 0)`` element-wise, any shape (0-d and empty too)."""
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, chk.ANY_NDIM)
+        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
         out, self._cache = F.relu_forward(x)
         return out
 
@@ -331,41 +365,58 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, range(1, 33))
+        x = chk.check_input(self._name(), x, range(1, 33), allow_empty=True)
         start, end = (d % x.ndim if -x.ndim <= d < x.ndim else None for d in (self.start_dim, self.end_dim))
         if start is None or end is None or start > end:
             raise ValueError(f"{self._name()}: start_dim={self.start_dim}, end_dim={self.end_dim} do not "
                              f"select dims of an input of shape {x.shape}")
         self._cache = x.shape
-        return x.reshape(*x.shape[:start], -1, *x.shape[end + 1:])
+        merged = int(np.prod(x.shape[start:end + 1], dtype=np.int64))
+        out = x.reshape(*x.shape[:start], merged, *x.shape[end + 1:])
+        self._out_shape = out.shape
+        return out
 
     def backward(self, grad_output):
         shape = self._saved()
-        return np.asarray(grad_output).reshape(shape)
+        dout = chk.check_grad(self._name(), grad_output, self._out_shape, None)
+        return dout.reshape(shape)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class LogSoftmax(Module):
-    """``log(softmax(x))`` along ``dim``, computed stably (logits in the thousands stay finite)."""
+    """``log(softmax(x))`` along ``dim``, computed stably (logits in the thousands stay finite).
 
-    def __init__(self, dim=1):
+    ``dim=None`` is torch's legacy implicit choice (0 for 0-, 1- and 3-D input, else 1), with
+    torch's warning. A 0-d input is one logit: its log-softmax is 0.
+    """
+
+    def __init__(self, dim=None):
         super().__init__()
-        self.dim = dim
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
+            raise TypeError(f"LogSoftmax: dim must be an int or None, got {dim!r}")
+        self.dim = None if dim is None else int(dim)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, range(1, 33))
-        if not -x.ndim <= self.dim < x.ndim:
-            raise ValueError(f"{self._name()}: dim {self.dim} is out of range for input shape {x.shape}")
-        out, self._cache = F.log_softmax_forward(x, self.dim % x.ndim)
+        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
+        dim = self.dim
+        if dim is None:
+            warnings.warn("Implicit dimension choice for log_softmax has been deprecated. Change the call to "
+                          "include dim=X as an argument.", UserWarning, stacklevel=2)
+            dim = 0 if x.ndim in (0, 1, 3) else 1
+        if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
+            raise ValueError(f"{self._name()}: dim {dim} is out of range for input shape {x.shape}")
+        out, self._cache = F.log_softmax_forward(x.reshape(1) if x.ndim == 0 else x, dim % max(x.ndim, 1))
+        out = out.reshape(x.shape)
         self._out_shape = out.shape
         return out
 
     def backward(self, grad_output):
         cache = self._saved()
         dout = chk.check_grad(self._name(), grad_output, self._out_shape, cache.out_rows.dtype)
-        return F.log_softmax_backward(dout, cache)
+        return F.log_softmax_backward(dout.reshape(cache.moved_shape) if dout.ndim == 0 else dout,
+                                      cache).reshape(self._out_shape)
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -387,7 +438,7 @@ class Dropout(Module):
         self.generator = generator
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, chk.ANY_NDIM)
+        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
         self._out_shape, self._out_dtype = x.shape, x.dtype
         if not self.training or self.p == 0.0:
             self._cache = IDENTITY  # nothing to remember

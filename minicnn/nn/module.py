@@ -15,7 +15,8 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
-        self.data = np.ascontiguousarray(data)
+        data = np.asarray(data)
+        self.data = data if data.flags["C_CONTIGUOUS"] else data.copy(order="C")  # (0-d stays 0-d)
         self.grad = np.zeros_like(self.data)
 
     @property
