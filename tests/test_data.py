@@ -1,5 +1,6 @@
 """The IDX reader, dataset discovery (and download), the batch iterator, and the real files."""
 import gzip
+import hashlib
 import http.server
 import re
 import threading
@@ -106,25 +107,82 @@ def test_missing_everywhere_says_how_to_get_it(no_dataset):
     assert "apt-get install dataset-fashion-mnist" in message and "make data" in message
 
 
-def test_download_into_the_cache(no_dataset):
-    """A local HTTP server stands in for the official mirror."""
+class _Mirror:
+    """A local HTTP server standing in for the official mirror; ``mangle(name, payload)`` can spoil what it sends."""
+
+    def __init__(self, folder, mangle=None):
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                payload = (folder / self.path.lstrip("/")).read_bytes()
+                declared = len(payload)
+                if mangle is not None:
+                    payload, declared = mangle(self.path.lstrip("/"), payload)
+                self.send_response(200)
+                self.send_header("Content-Length", str(declared))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        del mirror
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _fake_checksums(monkeypatch, served):
+    sums = {name: hashlib.sha256(gzip.decompress((served / (name + ".gz")).read_bytes())).hexdigest()
+            for pair in data.FILES.values() for name in pair}
+    monkeypatch.setattr(data, "SHA256", sums)
+
+
+def test_download_into_the_cache(no_dataset, monkeypatch):
     served = fake_dataset(no_dataset / "mirror")
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        folder = find_dataset(mirror=f"http://127.0.0.1:{server.server_port}/")
-    finally:
-        server.shutdown()
+    _fake_checksums(monkeypatch, served)
+    with _Mirror(served) as mirror:
+        folder = find_dataset(mirror=mirror.url)
     assert folder == data.cache_dir()
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in served.iterdir())
+
+
+def test_the_real_checksums_are_the_real_files(fashion_mnist_dir):
+    for pair in data.FILES.values():
+        for name in pair:
+            content = gzip.decompress(data.find_file(fashion_mnist_dir, name).read_bytes())
+            assert hashlib.sha256(content).hexdigest() == data.SHA256[name]
+    assert data.MIRROR.startswith("https://")
+
+
+@pytest.mark.parametrize("mangle, message", [
+    # a captive portal answers every address with its own HTML page
+    (lambda name, payload: (b"<html>Please log in</html>", 26), "is not a gzip file"),
+    # the right kind of file with the wrong content
+    (lambda name, payload: (gzip.compress(b"\0" * 100), None), "is not the Fashion-MNIST file"),
+    # the connection drops halfway: fewer bytes than Content-Length
+    (lambda name, payload: (payload[:100], len(payload)), "failed: IncompleteRead"),
+])
+def test_a_bad_download_is_a_clear_error_and_nothing_is_cached(no_dataset, monkeypatch, mangle, message):
+    served = fake_dataset(no_dataset / "mirror")
+    _fake_checksums(monkeypatch, served)
+
+    def spoil(name, payload):
+        body, declared = mangle(name, payload)
+        return body, len(body) if declared is None else declared
+
+    with _Mirror(served, spoil) as mirror, pytest.raises(DataError, match=message):
+        data.download(data.cache_dir(), mirror=mirror.url)
+    assert not [p for p in data.cache_dir().iterdir() if not p.name.endswith(".part")]
+    assert not list(data.cache_dir().glob("*.part"))
 
 
 def test_load_checks_the_item_counts(no_dataset):
@@ -165,3 +223,36 @@ def test_torchvision_loader_gives_identical_arrays(fashion_mnist, fashion_mnist_
         assert tv_images.dtype == images.dtype and tv_images.shape == images.shape
         np.testing.assert_array_equal(tv_images, images)
         np.testing.assert_array_equal(tv_labels, labels)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([3, -100, 2], np.int16), r"label -100 at index 1 is not a class \(0 to 9\)"),
+    (np.array([3, 10, 2], np.uint8), r"label 10 at index 1 is not a class"),
+    (np.array([3.0, 1.7, 2.0], np.float32), r"labels must be integers, got float32"),
+])
+def test_labels_that_are_not_classes_are_refused(labels, message):
+    with pytest.raises(DataError, match=message):
+        data.checked_labels(labels, "labels.idx")
+
+
+def test_images_scale_once_and_bad_pixels_are_refused():
+    raw = np.array([[0, 51, 255]], np.uint8)
+    np.testing.assert_array_equal(data.images_to_float(raw, "x"), np.array([[0, 0.2, 1]], np.float32))
+    scaled = np.array([[0.0, 0.2, 1.0]], np.float32)  # already in [0, 1]: kept, not divided again
+    np.testing.assert_array_equal(data.images_to_float(scaled, "x"), scaled)
+    with pytest.raises(DataError, match=r"images.idx: float images must lie in \[0, 1\], got values in \[0, 3\]"):
+        data.images_to_float(np.array([[0.0, 3.0]]), "images.idx")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        data.images_to_float(np.array([[0.0, np.nan]], np.float32), "images.idx")
+
+
+def test_the_loader_applies_both_checks(no_dataset, monkeypatch):
+    """Through load_fashion_mnist: an IDX label file holding -100 (signed type) is refused, naming the file."""
+    folder = fake_dataset(no_dataset / "bad")
+    monkeypatch.setattr(data, "SIZES", {"train": 6, "test": 4})
+    labels = np.array([1, 2, -100, 3, 4, 5], np.int16)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels, type_code=0x0B)))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label -100 at index 2"):
+        data.load_fashion_mnist("train", folder)
+    images, labels = data.load_fashion_mnist("test", folder)
+    assert images.dtype == np.float32 and 0 <= images.min() and images.max() <= 1 and labels.dtype == np.int64

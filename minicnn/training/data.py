@@ -12,10 +12,14 @@ Each folder holds ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` files,
 gzipped (``.gz``) or plain.
 """
 import gzip
+import hashlib
+import http.client
 import os
 import pathlib
 import tempfile
+import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 
@@ -25,7 +29,15 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 SIZES = {"train": 60000, "test": 10000}
 DEBIAN_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
-MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+MIRROR = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
+# SHA-256 of each file's *uncompressed* IDX bytes: the same for upstream's .gz and Debian's recompressed
+# ones, so a download is checked whatever compressed it (a captive portal's HTML page never is cached).
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
 HOW_TO_GET_IT = (
     "Get it with one of:\n"
     "  make data                                  (installs Debian's package where apt-get can run)\n"
@@ -103,16 +115,33 @@ def cache_dir():
 
 
 def download(folder, mirror=MIRROR, timeout=20):
-    """Download the four files into ``folder``, each written atomically."""
+    """Download the four files into ``folder``, each checked against ``SHA256`` and written atomically.
+
+    Raises ``DataError`` naming the file and the address for a dropped connection, an HTTP error,
+    or content that is not the dataset (nothing is kept then).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (n + ".gz" for pair in FILES.values() for n in pair):
-        target = folder / name
+    for name in (n for pair in FILES.values() for n in pair):
+        target = folder / (name + ".gz")
         if target.is_file():
             continue
-        with urllib.request.urlopen(mirror + name, timeout=timeout) as response:
-            payload = response.read()
+        url = mirror + name + ".gz"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                payload = response.read()
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, IncompleteRead, resets
+            raise DataError(f"download of {url} failed: {e!r}") from e
+        try:
+            digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"download of {url} is not a gzip file ({len(payload)} bytes: {e}); nothing was saved")
+        if digest != SHA256[name]:
+            raise DataError(f"download of {url} is not the Fashion-MNIST file {name}: its content has SHA-256 "
+                            f"{digest}, expected {SHA256[name]}; nothing was saved")
         with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as tmp:
             tmp.write(payload)
+            tmp.flush()
+            os.fsync(tmp.fileno())
         os.replace(tmp.name, target)
 
 
@@ -140,7 +169,7 @@ def find_dataset(data_dir=None, allow_download=True, mirror=MIRROR):
         try:
             download(folder, mirror)
             return folder
-        except OSError as e:
+        except (OSError, DataError) as e:
             looked[-1] = f"cache: {folder} (download from {mirror} failed: {e})"
     raise DataError("Fashion-MNIST was not found. Looked in:\n  " + "\n  ".join(looked) + "\n" + HOW_TO_GET_IT)
 
@@ -155,9 +184,41 @@ def load_fashion_mnist(split="train", data_dir=None, allow_download=True):
     labels = read_idx(find_file(folder, label_name), expected_ndim=1, expected_count=SIZES[split])
     if images.shape[1:] != (28, 28):
         raise DataError(f"{find_file(folder, image_name)}: expected 28x28 images, got {images.shape[1:]}")
-    if labels.max() >= len(CLASSES):
-        raise DataError(f"{find_file(folder, label_name)}: label {labels.max()} is not a class (0 to 9)")
-    return (images.astype(np.float32) / np.float32(255.0))[:, None], labels.astype(np.int64)
+    return images_to_float(images, find_file(folder, image_name))[:, None], \
+        checked_labels(labels, find_file(folder, label_name))
+
+
+def checked_labels(labels, source):
+    """Labels as int64 class indices 0 to 9; anything else is a DataError naming ``source``.
+
+    Float labels are refused, not truncated, and a negative label (such as -100, which the loss would
+    silently ignore as its ``ignore_index``) is refused, not used.
+    """
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{source}: labels must be integers, got {labels.dtype}")
+    bad = (labels < 0) | (labels >= len(CLASSES))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: label {labels[i]} at index {i} is not a class (0 to {len(CLASSES) - 1})")
+    return labels.astype(np.int64)
+
+
+def images_to_float(images, source):
+    """Images as float32 in [0, 1], torchvision's ToTensor values.
+
+    Bytes (0 to 255) are divided by 255. Float images must already lie in [0, 1] and are kept as they
+    are (dividing them again would make them almost black); NaN, infinite or out-of-range pixels, or
+    integers outside 0 to 255, are a DataError naming ``source``.
+    """
+    if images.dtype.kind == "f":
+        finite = np.isfinite(images)
+        if not finite.all() or images.min(initial=0.0) < 0 or images.max(initial=0.0) > 1:
+            what = "NaN or infinite" if not finite.all() else f"in [{images.min():g}, {images.max():g}]"
+            raise DataError(f"{source}: float images must lie in [0, 1], got values {what}")
+        return images.astype(np.float32)
+    if images.min(initial=0) < 0 or images.max(initial=0) > 255:
+        raise DataError(f"{source}: integer images must lie in 0 to 255, got {images.min()} to {images.max()}")
+    return images.astype(np.float32) / np.float32(255.0)
 
 
 def iterate_batches(images, labels, batch_size, shuffle=False, rng=None, drop_last=False, start=0):
