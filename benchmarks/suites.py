@@ -21,6 +21,7 @@ def _inputs(sample_shape, batch, layer, rng):
 
 def _layer_pair(layer, x, target):
     """Forward and backward callables for a minicnn layer and its torch twin, on the same data."""
+    layer.retain_cache()  # backward is timed many times per forward (torch: retain_graph=True)
     if target is not None:  # a loss
         twin = getattr(torch.nn, type(layer).__name__)()
         xt, tt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(target)

@@ -71,6 +71,9 @@ class TorchEngine:
                 arrays[f"optim/momentum_buffer.{i}"] = buf.numpy().copy()
         return arrays
 
+    def parameters_finite(self):
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
     def load_state(self, arrays):
         if "optim/lr" in arrays:
             for group in self.optimizer.param_groups:

@@ -30,9 +30,6 @@ class _Loss(Module):
             raise TypeError(f"{name}: ignore_index must be an int, got {ignore_index!r}")
         self.weight, self.ignore_index, self.reduction = weight, int(ignore_index), reduction
 
-    def __call__(self, input, target):
-        return self.forward(input, target)
-
     def forward(self, input, target):
         input, target, weight = self._validate(input, target)
         loss, self._cache = self._run_forward(input, target, weight)

@@ -3,6 +3,16 @@
 A Module's ``forward(x)`` computes its output and caches what its backward
 needs; ``backward(grad_output)`` returns the gradient for the input and adds
 (``+=``) the gradients of its parameters into ``Parameter.grad``.
+
+The contract, as in torch:
+
+* ``.grad`` accumulates across forward/backward pairs until ``zero_grad()``; in a module with
+  parameters one forward allows one backward (a second raises, unless ``retain_cache()``).
+* The cache holds references, not copies: the layers that need their input or output in
+  the backward (the naive convolution and max-pool, ReLU's output, BatchNorm's normalized
+  input, Linear's input) read it then. Editing those arrays in place between forward and
+  backward changes the gradient. torch detects this with a version counter on tensors;
+  numpy arrays have none, so minicnn documents it instead of paying for a copy.
 """
 from collections import OrderedDict
 
@@ -10,14 +20,30 @@ import numpy as np
 
 
 class Parameter:
-    """A trainable array. ``data`` holds the values, ``grad`` the accumulated gradient."""
+    """A trainable array. ``data`` holds the values, ``grad`` the accumulated gradient.
 
-    __slots__ = ("data", "grad")
+    Assigning ``data`` an array of another shape is an error naming the parameter (``0.weight``):
+    the layer's kernels and the optimizer's buffers are sized for the original one.
+    """
+
+    __slots__ = ("_data", "grad", "name")
 
     def __init__(self, data):
         data = np.asarray(data)
-        self.data = data if data.flags["C_CONTIGUOUS"] else data.copy(order="C")  # (0-d stays 0-d)
-        self.grad = np.zeros_like(self.data)
+        self._data = data if data.flags["C_CONTIGUOUS"] else data.copy(order="C")  # (0-d stays 0-d)
+        self.grad = np.zeros_like(self._data)
+        self.name = "Parameter"  # set to "Layer.attribute" when a Module registers it
+
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        value = np.asarray(value)
+        if value.shape != self._data.shape:
+            raise ValueError(f"{self.name}.data: expected an array of shape {self._data.shape}, got {value.shape}")
+        self._data = value if value.flags["C_CONTIGUOUS"] else value.copy(order="C")
 
     @property
     def shape(self):
@@ -31,7 +57,7 @@ class Parameter:
         self.grad.fill(0)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
 
 
 class Module:
@@ -49,6 +75,8 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_backward_done", False)  # has this forward's backward run already?
+        object.__setattr__(self, "_retain_cache", False)
 
     # --- registration -----------------------------------------------------
     def __setattr__(self, name, value):
@@ -67,6 +95,7 @@ class Module:
             registry.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
+            value.name = f"{type(self).__name__}.{name}"
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
@@ -78,8 +107,9 @@ class Module:
             self._buffers[name] = array
 
     # --- forward / backward ----------------------------------------------
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *inputs):
+        object.__setattr__(self, "_backward_done", False)
+        return self.forward(*inputs)
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
@@ -88,11 +118,28 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def _saved(self):
-        """The cache of the last forward; a clear error if there was none."""
+        """The cache of the last forward, for its one backward; a clear error if there was none.
+
+        In a module with parameters, a second backward of the same forward would add the same
+        gradients into ``.grad`` again, so it raises (as torch does once its graph is freed), unless
+        ``retain_cache()`` was called. Without parameters a second backward only recomputes ``dx``.
+        """
         if self._cache is None:
             raise RuntimeError(f"{self._name()}.backward was called before forward: "
                                f"run the forward pass first")
+        if self._backward_done and self._parameters and not self._retain_cache:
+            raise RuntimeError(f"{self._name()}.backward was already called for this forward, and its gradients "
+                               f"are already in .grad; run forward again first (or call retain_cache() to allow it, "
+                               f"like torch's retain_graph=True)")
+        object.__setattr__(self, "_backward_done", True)
         return self._cache
+
+    def retain_cache(self, retain=True):
+        """Allow several backward passes per forward (torch's ``retain_graph=True``), for this module and
+        its children; each one adds its gradients into ``.grad`` again. Returns the module."""
+        for m in self.modules():
+            object.__setattr__(m, "_retain_cache", bool(retain))
+        return self
 
     def _name(self):
         extra = self.extra_repr()
@@ -174,9 +221,17 @@ class Module:
             problems.append("shape mismatch for " + "; ".join(mismatched))
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + " | ".join(problems))
+        # Convert every value first, then copy: a value that cannot be cast fails before anything changed.
+        converted = {}
         for key, target in targets.items():
             if key in state_dict:
-                target[...] = np.asarray(state_dict[key]).astype(target.dtype, copy=False)
+                try:
+                    converted[key] = np.asarray(state_dict[key]).astype(target.dtype, copy=False)
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: {key} cannot become {target.dtype}: "
+                                     f"{e}") from None
+        for key, value in converted.items():
+            targets[key][...] = value
         return missing, unexpected
 
     # --- printing -----------------------------------------------------------

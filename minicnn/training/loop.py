@@ -15,6 +15,8 @@ import dataclasses
 import json
 import math
 import pathlib
+import shlex
+import signal
 import sys
 import time
 
@@ -24,8 +26,9 @@ from ..nn import default_generator
 from ..optim import SGD, ExponentialLR
 from ..runtime import set_num_threads
 from . import models
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, split_prefix
+from .checkpoint import OutputError, atomic_write, load_checkpoint, save_checkpoint, split_prefix
 from .data import CLASSES, iterate_batches, num_batches
+from .safety import DeferredSignals, Interrupted, RunLock
 
 
 @dataclasses.dataclass
@@ -48,11 +51,54 @@ class Config:
         """The model's registered defaults (``models.MODELS``), with the non-None ``overrides`` applied."""
         values = dict(models.spec(model).defaults, model=model)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**values).validated()
+
+    @classmethod
+    def from_dict(cls, values):
+        """A Config from a checkpoint's or history's dict; unknown or missing fields are a ValueError."""
+        if not isinstance(values, dict):
+            raise ValueError(f"the config must be a dict, got {type(values).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown, missing = sorted(set(values) - names), sorted(names - set(values))
+        if unknown or missing:
+            raise ValueError("the config " + "; ".join(
+                ([f"has unknown fields {unknown}"] if unknown else []) + ([f"lacks {missing}"] if missing else [])))
+        return cls(**values).validated()
+
+    def validated(self):
+        """Self, if every field is in range; else a ValueError naming the field, its flag and its value."""
+        def need(ok, field, what):
+            if not ok:
+                raise ValueError(f"{field} (--{field.replace('_', '-')}) must be {what}, got {getattr(self, field)!r}")
+
+        def integer(field):
+            value = getattr(self, field)
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def number(field):
+            value = getattr(self, field)
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        need(self.model in models.MODELS, "model", f"one of {', '.join(models.MODELS)}")
+        for field in ("epochs", "batch_size", "eval_batch_size"):
+            need(integer(field) and getattr(self, field) >= 1, field, "a positive integer")
+        for field in ("seed", "train_limit", "test_limit"):
+            need(integer(field) and getattr(self, field) >= 0, field, "an integer >= 0")
+        need(number("lr") and self.lr > 0, "lr", "a finite number > 0")
+        need(number("momentum") and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
+        need(number("weight_decay") and self.weight_decay >= 0, "weight_decay", "a finite number >= 0")
+        need(number("lr_gamma") and 0 < self.lr_gamma <= 1, "lr_gamma", "in (0, 1]")
+        need(self.dtype in ("float32", "float64"), "dtype", "float32 or float64")
+        return self
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The run diverged (non-finite or exploding loss, non-finite weights) or its data is not finite."""
+
+
+# A loss this many times the run's first loss means the run diverged (chance level is log(10) = 2.3 for the
+# seed models; a loss 100 times larger is no longer training, as `--lr 1e6` shows with losses of 1e24).
+DIVERGENCE_FACTOR = 100.0
 
 
 class MinicnnEngine:
@@ -102,8 +148,17 @@ class MinicnnEngine:
         return arrays
 
     def load_state(self, arrays):
-        self.model.load_state_dict(split_prefix(arrays, "model"))
-        self.optimizer.load_state_dict(split_prefix(arrays, "optim"))
+        """Load model and optimizer state; if either fails, both are left as they were."""
+        saved_model = self.model.state_dict()
+        try:
+            self.model.load_state_dict(split_prefix(arrays, "model"))
+            self.optimizer.load_state_dict(split_prefix(arrays, "optim"))
+        except BaseException:
+            self.model.load_state_dict(saved_model)
+            raise
+
+    def parameters_finite(self):
+        return all(np.isfinite(p.data).all() for p in self.model.parameters())
 
 
 def evaluate(engine, images, labels, batch_size=1000):
@@ -140,26 +195,50 @@ class Progress:
     correct: int = 0
     seen: int = 0
     seconds: float = 0.0
+    first_loss: float = None  # the run's first training loss, the yardstick of divergence
 
     def to_meta(self):
-        return dict(epoch=self.epoch, step=self.step, history=self.history,
+        return dict(epoch=self.epoch, step=self.step, history=self.history, first_loss=self.first_loss,
                     partial=dict(loss_sum=self.loss_sum, correct=self.correct, seen=self.seen, seconds=self.seconds))
 
     @classmethod
     def from_meta(cls, meta):
-        return cls(meta["epoch"], meta["step"], meta["history"], **meta["partial"])
+        partial = meta["partial"]
+        return cls(int(meta["epoch"]), int(meta["step"]), list(meta["history"]), float(partial["loss_sum"]),
+                   int(partial["correct"]), int(partial["seen"]), float(partial["seconds"]), meta.get("first_loss"))
 
     def next_epoch(self):
         self.epoch, self.step = self.epoch + 1, 0
         self.loss_sum, self.correct, self.seen, self.seconds = 0.0, 0, 0, 0.0
 
 
-def run_epoch(config, engine, train, progress, bar=None, interrupt_at=None):
+def _where(progress, steps_per_epoch):
+    return (f"epoch {progress.epoch + 1}, step {progress.step + 1} (global step "
+            f"{progress.epoch * steps_per_epoch + progress.step + 1})")
+
+
+def check_step(engine, loss, progress, steps_per_epoch):
+    """Raise ``TrainingDiverged`` naming the cause if the step just taken diverged."""
+    where, lr = _where(progress, steps_per_epoch), engine.lr
+    if not engine.parameters_finite():
+        raise TrainingDiverged(f"the weights became NaN or infinite at {where}: the SGD update overflowed "
+                               f"{engine.dtype}; the learning rate {lr:g} is too large, try a smaller --lr")
+    if not math.isfinite(loss):
+        raise TrainingDiverged(f"the loss became {loss} at {where} with learning rate {lr:g} while the weights "
+                               f"were finite: the logits overflowed; try a smaller --lr")
+    first = progress.first_loss if progress.first_loss is not None else loss
+    if loss > DIVERGENCE_FACTOR * max(first, 1e-3):
+        raise TrainingDiverged(f"the loss grew from {first:.4g} (the first step's) to {loss:.4g} at {where}, "
+                               f"more than {DIVERGENCE_FACTOR:g} times: the run diverged with learning rate {lr:g}; "
+                               f"try a smaller --lr")
+
+
+def run_epoch(config, engine, train, progress, bar=None, signals=None):
     """Train one epoch (or its remainder, from ``progress.step``), updating ``progress`` after every step.
 
     The epoch visits the training set in the order of ``default_rng([seed, epoch]).permutation(N)``.
-    Raises ``TrainingDiverged`` naming the step and learning rate if the loss stops being finite;
-    ``interrupt_at=(epoch, step)`` raises KeyboardInterrupt there (for tests).
+    Between steps, ``signals.check()`` stops the run on a pending SIGINT or SIGTERM. Raises
+    ``TrainingDiverged`` naming the step, the learning rate and the cause if a step diverges.
     """
     x_train, y_train = train
     steps_per_epoch = num_batches(len(x_train), config.batch_size)
@@ -168,14 +247,12 @@ def run_epoch(config, engine, train, progress, bar=None, interrupt_at=None):
     try:
         for xb, yb in iterate_batches(x_train, y_train, config.batch_size, shuffle=True, rng=rng,
                                       start=progress.step):
-            if interrupt_at == (progress.epoch, progress.step):
-                raise KeyboardInterrupt
+            if signals is not None:
+                signals.check()
             loss, correct = engine.train_step(xb, yb)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {progress.epoch + 1}, step {progress.step + 1} (global step "
-                    f"{progress.epoch * steps_per_epoch + progress.step + 1}) with learning rate {engine.lr:g}; "
-                    f"try a smaller --lr")
+            check_step(engine, loss, progress, steps_per_epoch)
+            if progress.first_loss is None:
+                progress.first_loss = loss
             progress.step += 1
             progress.loss_sum += loss * len(yb)
             progress.correct += correct
@@ -198,17 +275,39 @@ def epoch_record(progress, test_loss, test_accuracy):
                 images_per_second=progress.seen / progress.seconds)
 
 
-def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=print, interrupt_at=None,
-        resume_hint=""):
+class RunExists(OutputError):
+    """The output folder already holds a run and no --resume was given."""
+
+
+def check_data(train, test):
+    """The images must be finite: NaN in the data would otherwise be blamed on the learning rate."""
+    for split, (images, labels) in (("training", train), ("test", test)):
+        bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+        if bad.any():
+            raise TrainingDiverged(f"the {split} data holds NaN or infinite pixels (image {int(np.flatnonzero(bad)[0])}"
+                                   f" of {len(images)}): fix the data, not the learning rate")
+        if len(images) == 0:
+            raise TrainingDiverged(f"the {split} data is empty")
+
+
+def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=print, resume_hint=""):
     """Train ``engine`` on ``train = (images, labels)``, evaluating on ``test`` after each epoch.
 
     Writes ``history.json``, ``checkpoint.npz``, ``curves.png``, ``misclassified.png`` and
-    ``confusion.png`` into ``out_dir``. ``resume``: a checkpoint path to continue from.
-    ``interrupt_at``: (epoch, step) at which to simulate Ctrl-C (for tests).
-    Returns the history (a list of per-epoch dicts).
+    ``confusion.png`` into ``out_dir``, which it locks for the run. ``resume``: a checkpoint to continue
+    from (without it, a folder that already holds a checkpoint is refused). SIGINT and SIGTERM stop the
+    run between steps, after writing a checkpoint, and raise ``Interrupted``. Returns the history.
     """
     out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_data(train, test)
+    with RunLock(out_dir), DeferredSignals(log) as signals:
+        if resume is None and (out_dir / "checkpoint.npz").exists():
+            raise RunExists(17, f"{out_dir} already holds a run; continue it with --resume "
+                                f"{shlex.quote(str(out_dir / 'checkpoint.npz'))} or choose another --out")
+        return _fit(config, engine, train, test, out_dir, resume, progress, log, resume_hint, signals)
+
+
+def _fit(config, engine, train, test, out_dir, resume, progress, log, resume_hint, signals):
     x_test, y_test = test
     steps_per_epoch = num_batches(len(train[0]), config.batch_size)
     state = Progress()
@@ -227,16 +326,23 @@ def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=pr
     while state.epoch < config.epochs:
         bar = _progress(steps_per_epoch, state.step, f"epoch {state.epoch + 1}/{config.epochs}", progress)
         try:
-            run_epoch(config, engine, train, state, bar, interrupt_at)
-        except KeyboardInterrupt:
-            checkpoint()
-            log(f"\ninterrupted at epoch {state.epoch + 1}, step {state.step}; checkpoint saved to "
-                f"{out_dir / 'checkpoint.npz'}\nresume with: {resume_hint} --resume {out_dir / 'checkpoint.npz'}")
+            run_epoch(config, engine, train, state, bar, signals)
+        except Interrupted as stop:
+            if not stop.immediate:
+                checkpoint()
+                path = shlex.quote(str(out_dir / "checkpoint.npz"))
+                log(f"\ninterrupted ({signal_name(stop)}) at epoch {state.epoch + 1}, step {state.step}; checkpoint "
+                    f"saved to {out_dir / 'checkpoint.npz'}\nresume with: {resume_hint} --resume {path}")
             raise
         finally:
             if bar is not None:
                 bar.close()
+        # The end of the epoch runs whole: a signal now is acted on at the next epoch's first step.
         test_loss, test_accuracy, predictions = evaluate(engine, x_test, y_test, config.eval_batch_size)
+        if not math.isfinite(test_loss):
+            raise TrainingDiverged(f"the test loss is {test_loss} after epoch {state.epoch + 1} (train loss "
+                                   f"{state.loss_sum / state.seen:.4g}): the model's outputs overflowed on the test "
+                                   f"set; try a smaller --lr")
         state.history.append(epoch_record(state, test_loss, test_accuracy))
         e = state.history[-1]
         log(f"epoch {e['epoch']}/{config.epochs}: train loss {e['train_loss']:.4f}, accuracy "
@@ -248,6 +354,10 @@ def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=pr
         checkpoint()
         write_outputs(out_dir, config, state.history, x_test, y_test, predictions, engine.name)
     return state.history
+
+
+def signal_name(stop):
+    return "Ctrl-C" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
 
 
 def write_outputs(out_dir, config, history, images, labels, predictions, engine_name):
