@@ -54,6 +54,8 @@ def main(argv=None):
     rows += suites.thread_policy_suite(threads, budget, _log)
     print("per layer:")
     rows += suites.layer_suite(layer_batches, budget, _log)
+    print("under load (a busy process pinned to one core):")
+    rows += suites.load_suite(budget, _log)
     print("scaling:")
     rows += suites.scaling_suite(scaling_batches, threads, budget.fewer(max(3, budget.repeats // 2)), _log)
     results = dict(machine=machine.describe(), threads=threads, quick=args.quick, rows=rows)

@@ -91,10 +91,17 @@ def compile_time():
     return dict(first_seconds=first, warm_seconds=time.perf_counter() - start)
 
 
-def run(*args, env=None):
-    """Run this module in a subprocess and return its JSON answer."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.probe", *map(str, args)], capture_output=True,
-                         text=True, check=True, env=env)
+def run(*args, env=None, numpy_first=False):
+    """Run this module in a subprocess and return its JSON answer.
+
+    ``numpy_first``: the subprocess imports numpy and torch before anything of minicnn, as a user's
+    script that starts with ``import numpy`` does.
+    """
+    argv = [sys.executable, "-m", "benchmarks.probe", *map(str, args)]
+    if numpy_first:
+        argv = [sys.executable, "-c", "import numpy, torch, runpy, sys; sys.argv = ['probe'] + sys.argv[1:]; "
+                "runpy.run_module('benchmarks.probe', run_name='__main__', alter_sys=True)", *map(str, args)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

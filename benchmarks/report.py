@@ -51,6 +51,17 @@ def markdown(results):
         out += [f"| {r['name']} | {r['phase']} | {_ms(r['minicnn'])} | {_ms(r['torch'])} | {_ratio(r):.2f} |"
                 for r in policy]
         out.append("")
+    load = [r for r in rows if r["kind"] == "load"]
+    if load:
+        out += ["### Under load: a busy process pinned to one core (training step, batch 64)", "",
+                "| model | minicnn idle ms | minicnn loaded ms | minicnn slowdown | torch idle ms | torch loaded ms "
+                "| torch slowdown |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in load:
+            ours, theirs = r["minicnn_loaded"]["median"] / r["minicnn"]["median"], \
+                r["torch_loaded"]["median"] / r["torch"]["median"]
+            out.append(f"| {r['name']} | {_ms(r['minicnn'])} | {_ms(r['minicnn_loaded'])} | {ours:.2f} | "
+                       f"{_ms(r['torch'])} | {_ms(r['torch_loaded'])} | {theirs:.2f} |")
+        out.append("")
     scaling = [r for r in rows if r["kind"] == "scaling"]
     if scaling:
         out += ["### Scaling with batch size (article training step, time per image)", "",

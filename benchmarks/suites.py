@@ -1,5 +1,7 @@
 """The measurements: per layer, per model, scaling with batch and threads, and the thread policies."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -107,27 +109,52 @@ def scaling_suite(batches, threads, budget, log):
 
 
 SPINNING = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}
-# (label, environment for a fresh process, BLAS threads as a function of the thread count, or None for
-# minicnn's default policy)
+# (label, environment for a fresh process, BLAS threads as a function of the thread count or None for
+# minicnn's default policy, whether the process imports numpy and torch before minicnn)
 POLICIES = [
-    ("spinning pools, Numba N + BLAS N", SPINNING, lambda threads: threads),
-    ("spinning pools, Numba N + BLAS 1", SPINNING, lambda threads: 1),
-    ("quiet pools, Numba N + BLAS N (minicnn's default)", {}, None),
+    ("spinning pools, Numba N + BLAS N", SPINNING, lambda threads: threads, False),
+    ("spinning pools, Numba N + BLAS 1", SPINNING, lambda threads: 1, False),
+    ("minicnn imported first (default policy)", {}, None, False),
+    ("numpy and torch imported first (default policy)", {}, None, True),
 ]
 
 
 def thread_policy_suite(threads, budget, log):
-    """The fight between Numba's and BLAS's thread pools, and minicnn's fix (each policy in a fresh process).
+    """The fight between Numba's and BLAS's thread pools, and minicnn's policy (each in a fresh process).
 
     Spinning pools: OpenMP workers spin after a parallel region (OMP_WAIT_POLICY=ACTIVE) and OpenBLAS
-    workers spin for its default timeout. minicnn's default makes both quiet (see minicnn.runtime).
+    workers spin for its default timeout. minicnn's default starts its pool passive and keeps BLAS
+    quiet, or at one thread when numpy was imported first (see minicnn.runtime).
     """
     rows = []
-    for label, env, blas in POLICIES:
+    for label, env, blas, numpy_first in POLICIES:
         args = ["policy", threads, budget.repeats] + ([] if blas is None else ["--blas-threads", blas(threads)])
-        for row in probe.run(*args, env=dict(os.environ, **env)):
+        for row in probe.run(*args, env=dict(os.environ, **env), numpy_first=numpy_first):
             rows.append(dict(kind="policy", phase=label, batch=64, **row))
             log(rows[-1])
+    return rows
+
+
+def load_suite(budget, log, batch=64):
+    """Each seed model's training step with and without a busy process pinned to one core.
+
+    The busy process is a pure-Python loop; the slowdown (loaded / idle, per engine) is what a shared
+    machine costs each library.
+    """
+    rows = []
+    pairs = [ModelPair(name, batch, np.random.default_rng(3)) for name in SEED_MODELS]
+    idle = [compare(p.train_step, p.train_step_torch, budget) for p in pairs]
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(busy.pid, {max(os.sched_getaffinity(0))})
+        loaded = [compare(p.train_step, p.train_step_torch, budget) for p in pairs]
+    finally:
+        busy.kill()
+        busy.wait()
+    for pair, (ours, theirs), (ours_busy, theirs_busy) in zip(pairs, idle, loaded):
+        rows.append(dict(kind="load", name=pair.name, phase="train step", batch=batch, minicnn=ours, torch=theirs,
+                         minicnn_loaded=ours_busy, torch_loaded=theirs_busy))
+        log(rows[-1])
     return rows
 
 

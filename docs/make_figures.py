@@ -22,7 +22,7 @@ from matplotlib import animation  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 import minicnn as mc  # noqa: E402
-from minicnn.functional.conv import col2im, conv2d_forward  # noqa: E402
+from minicnn.functional.conv import col2im, conv2d_forward, im2col  # noqa: E402
 from minicnn.testing import numerical_gradient  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -157,7 +157,8 @@ def conv_window_gif(out_dir, numbers):
 
 def im2col_figure(out_dir, numbers):
     out, cache = conv2d_forward(X_CONV, np.ones((1, 1, 2, 2)), np.array([0.5]))
-    cols = cache.cols
+    cols = np.empty((4, 4))  # (C*KH*KW, N*OH*OW): the unfolded input, as conv2d_forward builds it
+    im2col(X_CONV, 2, 2, *cache.geometry, cols)
     counts = np.zeros((1, 1, 3, 3))
     col2im(np.ones_like(cols), 1, 1, 3, 3, 2, 2, *cache.geometry, counts)
     fig, ax = canvas(24, 6, (12, 3.8))

@@ -12,19 +12,9 @@ The package reads bottom-up, each layer importing only the ones below it:
     testing      learner tools: gradcheck, compare_with_torch, torch interop
     training     the Fashion-MNIST app: data, model registry, loop, checkpoints, plots, CLI
 """
-import os as _os
-import sys as _sys
+from . import runtime as _runtime
 
-# Quiet thread pools (see minicnn.runtime): OpenBLAS and OpenMP read these once, when they start.
-if "numpy" not in _sys.modules and "numba" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-_QUIET_POOLS = (_os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-                and "OPENBLAS_THREAD_TIMEOUT" in _os.environ)
-
-from . import runtime as _runtime  # noqa: E402
-
-_runtime.QUIET_POOLS = _QUIET_POOLS
+_runtime.configure_at_import()  # the thread policy, whatever was imported first: see minicnn.runtime
 from . import functional  # noqa: E402,F401
 from .nn import (BatchNorm1d, BatchNorm2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, Linear,  # noqa: E402
                  LogSoftmax, MaxPool2d, Module, NLLLoss, Parameter, ReLU, Sequential, default_generator,

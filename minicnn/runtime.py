@@ -1,48 +1,109 @@
-"""Thread policy: Numba's pool and numpy's BLAS share the cores without fighting.
+"""Thread policy: Numba's pool and numpy's BLAS share the cores without fighting, whatever was imported first.
 
-Both libraries keep worker threads that spin after each call: Numba's OpenMP
-workers (unless ``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about
-2^28 cycles, unless ``OPENBLAS_THREAD_TIMEOUT`` is set). On 2 cores a spinning
-pool steals the core the other one needs. Both runtimes read these variables
-once, when they start, so ``import minicnn`` sets them (``setdefault``: a value
-you set wins) if neither numpy nor Numba has been imported yet: the pools then
-start quiet and ``set_num_threads`` gives BLAS every thread. If numpy was
-imported first, its OpenBLAS is already running with the spinning default, and
-``set_num_threads`` limits BLAS to one thread instead.
+Both libraries keep worker threads that spin after each call: Numba's OpenMP workers (unless
+``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about 2^28 cycles, unless
+``OPENBLAS_THREAD_TIMEOUT`` is set). On 2 cores a spinning pool steals the core the other one
+needs. Each runtime reads its variable once, when it starts, so ``import minicnn`` (through
+``configure_at_import``) does this:
 
-What each policy costs is measured in one place: the thread-policy table of
-``make bench`` (README, "Benchmarks"), each policy in a fresh process.
+* **Numba's pool** is started right away with ``OMP_WAIT_POLICY=PASSIVE`` set only while it
+  starts, then the variable is restored. Numba's OpenMP library is its own copy (torch loads
+  another), so torch's pool keeps its default, active waiting. This works whether or not numpy,
+  Numba or torch were imported before, as long as no Numba parallel kernel has run yet.
+* **OpenBLAS**: if numpy is not imported yet, ``OPENBLAS_THREAD_TIMEOUT=4`` is set when this module
+  is imported, before it imports Numba (and so numpy) (``setdefault``:
+  a value you set wins), so BLAS keeps all threads and they stop spinning at once. If numpy was
+  imported first, its OpenBLAS already spins, and BLAS is limited to one thread right at import
+  (``set_num_threads(blas_threads=n)`` changes it; numpy's other products in your process are
+  affected too).
 
-BLAS threads are set with ``threadpoolctl`` when it is installed (it is in the
-``train`` and ``dev`` extras); the core library only needs numpy and numba.
+BLAS threads are set with ``threadpoolctl`` when it is installed (the ``train`` and ``dev``
+extras), else directly through OpenBLAS's ``openblas_set_num_threads``; the core needs only numpy
+and numba. What each policy costs is measured by ``make bench`` (README, "Benchmarks").
 """
+import ctypes
+import os
+import sys
 
-import numba
+# Decided before anything here imports numpy (numba does): is numpy's OpenBLAS already running?
+BLAS_QUIET = "numpy" not in sys.modules
+if BLAS_QUIET:
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-# Set by minicnn/__init__.py: did OpenBLAS and OpenMP start with the quiet settings?
-QUIET_POOLS = False
+import numba  # noqa: E402
+
+NUMBA_QUIET = False  # set by configure_at_import: did Numba's pool start passive?
 _blas_limiter = None
+
+
+def _start_numba_pool_passive():
+    """Start Numba's threads now, with ``OMP_WAIT_POLICY=PASSIVE`` in the environment only meanwhile."""
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:  # pragma: no cover - Numba without parallel support
+        return False
+    if getattr(parallel, "_is_initialized", False):
+        return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    previous = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = previous or "PASSIVE"
+    try:
+        parallel._launch_threads()
+    finally:
+        if previous is None:
+            del os.environ["OMP_WAIT_POLICY"]
+    return (previous or "PASSIVE").upper() == "PASSIVE"
+
+
+def configure_at_import():
+    """Called once by ``import minicnn``: start Numba's pool passive, and limit a spinning BLAS to one thread."""
+    global NUMBA_QUIET
+    NUMBA_QUIET = _start_numba_pool_passive()
+    if not BLAS_QUIET:
+        _limit_blas(1)
+
+
+def _openblas_libraries():
+    """The OpenBLAS libraries loaded in this process (Linux: from /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return []
+    return sorted(paths)
+
+
+def _limit_blas(threads):
+    """Limit the BLAS behind numpy to ``threads`` threads: threadpoolctl if installed, else OpenBLAS directly."""
+    global _blas_limiter
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        if _blas_limiter is not None:
+            _blas_limiter.restore_original_limits()
+        _blas_limiter = threadpool_limits(limits=threads, user_api="blas")
+        return
+    for path in _openblas_libraries():
+        library = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(library, name):
+                getattr(library, name)(ctypes.c_int(threads))
+                break
 
 
 def set_num_threads(threads=None, blas_threads=None):
     """Use ``threads`` Numba threads (default: all cores) and a BLAS policy that does not fight them.
 
-    ``blas_threads`` defaults to ``threads`` when the pools started quiet (see the
-    module docstring), else to 1. Returns the Numba thread count.
+    ``blas_threads`` defaults to ``threads`` when OpenBLAS started quiet (minicnn imported before
+    numpy), else to 1. Returns the Numba thread count.
     """
-    global _blas_limiter
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: threads must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                          f"(the cores Numba sees), got {threads}")
     numba.set_num_threads(threads)
     if blas_threads is None:
-        blas_threads = threads if QUIET_POOLS else 1
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return threads
-    if _blas_limiter is not None:
-        _blas_limiter.restore_original_limits()
-    _blas_limiter = threadpool_limits(limits=blas_threads, user_api="blas")
+        blas_threads = threads if BLAS_QUIET else 1
+    _limit_blas(int(blas_threads))
     return threads

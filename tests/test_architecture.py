@@ -5,6 +5,8 @@ layer to a higher one, there is no import cycle, and the library never loads tor
 (nor the app's tqdm and matplotlib) unless a torch-comparison tool runs.
 """
 import ast
+import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -109,3 +111,23 @@ def test_the_wheel_ships_only_the_library(tmp_path):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"minicnn"}
     names = zipfile.ZipFile(wheel).namelist()
     assert "minicnn/functional/conv.py" in names and "minicnn/training/cli.py" in names
+
+
+@pytest.mark.parametrize("first, blas_quiet", [("import minicnn, numpy", True), ("import numpy, torch, minicnn", False)])
+def test_the_thread_policy_holds_whatever_is_imported_first(first, blas_quiet):
+    """minicnn first: OpenBLAS starts quiet (short spin) and keeps its threads. numpy first: its OpenBLAS
+    already spins, so it is limited to one thread at import. Either way Numba's pool starts passive and
+    OMP_WAIT_POLICY is left as it was (torch's pool keeps its default)."""
+    code = (f"{first}\n"
+            "import os, json, minicnn, numba\n"
+            "from threadpoolctl import threadpool_info\n"
+            "blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+            "print(json.dumps(dict(blas=blas, blas_quiet=minicnn.runtime.BLAS_QUIET, numba_quiet=minicnn.runtime.NUMBA_QUIET,\n"
+            "                      omp=os.environ.get('OMP_WAIT_POLICY'), layer=numba.threading_layer())))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert state["blas_quiet"] is blas_quiet and state["numba_quiet"] is True and state["omp"] is None
+    assert state["layer"] == "omp"
+    cores = len(os.sched_getaffinity(0))
+    assert state["blas"] == ([cores] if blas_quiet else [1])

@@ -69,17 +69,19 @@ def test_conv2d_hand_computed():
 
 
 @pytest.mark.parametrize("chunk_images", [1, 2])
-def test_backward_in_chunks_of_images_equals_naive(monkeypatch, chunk_images):
-    """The fast backward builds dcols a few images at a time; force several chunks (the last one partial)."""
+def test_forward_and_backward_in_chunks_of_images_equal_naive(monkeypatch, chunk_images):
+    """The fast kernels unfold a few images at a time; force several chunks (the last one partial), with groups."""
     import minicnn.functional.conv as conv_module
     x = np.random.default_rng(0).standard_normal((5, 4, 7, 6))
     w = np.random.default_rng(1).standard_normal((6, 2, 3, 2))
     b = np.random.default_rng(2).standard_normal(6)
     args = (w, b, (2, 1), (1, 1, 0, 1), (1, 2), 2)
+    naive, naive_cache = conv2d_forward_naive(x, *args)
+    rows_times_positions = 4 * 3 * 2 * naive.shape[2] * naive.shape[3]
+    monkeypatch.setattr(conv_module, "COLS_CHUNK_ELEMENTS", chunk_images * rows_times_positions)
     out, cache = conv2d_forward(x, *args)
-    rows_times_positions = 4 * 3 * 2 * out.shape[2] * out.shape[3]
-    monkeypatch.setattr(conv_module, "COL2IM_CHUNK_ELEMENTS", chunk_images * rows_times_positions)
+    assert conv_module._images_per_chunk(4, 3, 2, naive.shape[2] * naive.shape[3], 5) == chunk_images
+    assert_close(out, naive, "out")
     dout = np.random.default_rng(3).standard_normal(out.shape)
-    _, naive_cache = conv2d_forward_naive(x, *args)
     for name, fast, naive in zip(("dx", "dw", "db"), conv2d_backward(dout, cache), conv2d_backward_naive(dout, naive_cache)):
         assert_close(fast, naive, name)

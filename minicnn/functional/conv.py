@@ -5,7 +5,7 @@ Two implementations with the same functional interface:
 * ``conv2d_forward_naive`` / ``conv2d_backward_naive``: direct loops, written
   to be read. The comments derive the backward pass.
 * ``conv2d_forward`` / ``conv2d_backward``: im2col + one BLAS matrix product
-  per group for the whole batch, then col2im. The layers use these.
+  per group, a chunk of images at a time, then col2im. The layers use these.
 
 Shapes
 ------
@@ -26,8 +26,10 @@ import numpy as np
 from numba import njit, prange
 
 
-# Elements of dcols built at once in the backward pass (4 Mi elements: 16 MB in float32).
-COL2IM_CHUNK_ELEMENTS = 1 << 22
+# Elements of cols (and dcols) built at once: the images are unfolded a chunk at a time, so the buffer
+# stays small (1 Mi elements: 4 MB in float32) whatever the batch, and the backward unfolds them again
+# instead of keeping every image's cols from the forward (80 MB for article's second conv at batch 256).
+COLS_CHUNK_ELEMENTS = 1 << 20
 
 
 def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
@@ -222,10 +224,9 @@ class ConvNaiveCache(NamedTuple):
 
 
 class ConvCache(NamedTuple):
-    """What ``conv2d_backward`` needs: the unfolded input, not the input."""
-    x_shape: tuple          # (N, C, H, W)
+    """What ``conv2d_backward`` needs: the input (it is unfolded again, a chunk at a time) and the weights."""
+    x: np.ndarray           # (N, C, H, W), a reference to the forward's input
     w: np.ndarray           # (F, C // groups, KH, KW)
-    cols: np.ndarray        # (C*KH*KW, N*OH*OW): im2col(x), reused for dW
     has_bias: bool
     geometry: ConvGeometry
     groups: int
@@ -262,8 +263,24 @@ def conv2d_backward_naive(dout, cache):
     return dx, dw, (db if cache.has_bias else None)
 
 
+def _images_per_chunk(C, KH, KW, P, N):
+    return max(1, min(N, COLS_CHUNK_ELEMENTS // max(1, C * KH * KW * P)))
+
+
+def _chunk_view(buffer, rows, columns):
+    """A C-contiguous (rows, columns) view of the front of a flat buffer. (A column slice of a 2-D
+    buffer would be strided, and Numba compiles a slower, unvectorized kernel for strided arrays.)"""
+    return buffer[:rows * columns].reshape(rows, columns)
+
+
+def _group_slices(F, R, groups):
+    """For each group: its filters (rows of w_mat) and its rows of cols."""
+    Fg, Rg = F // groups, R // groups
+    return [(slice(g * Fg, (g + 1) * Fg), slice(g * Rg, (g + 1) * Rg)) for g in range(groups)]
+
+
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Convolution by im2col and one matrix product per group.
+    """Convolution by im2col and one matrix product per group, a chunk of images at a time.
 
     Parameters
     ----------
@@ -281,58 +298,57 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
 
     Notes
     -----
-    With ``cols = im2col(x)`` of shape (C*KH*KW, N*OH*OW) and the weights seen
-    as a matrix ``w_mat`` of shape (F, Cg*KH*KW), each group computes
-    ``out_g = w_mat_g @ cols_g``. The backward pass is the transpose of that:
-    ``dw_mat_g = dout_g @ cols_g.T``, ``dcols_g = w_mat_g.T @ dout_g``, and
-    ``dx = col2im(dcols)``; ``db`` sums dout over (N, OH, OW). The backward
-    builds ``dcols`` a chunk of images at a time (``COL2IM_CHUNK_ELEMENTS``),
-    so its peak memory is ``cols`` plus one chunk, not twice ``cols``.
+    With ``cols = im2col(x)`` of shape (C*KH*KW, n*OH*OW) for a chunk of n images and the weights
+    seen as a matrix ``w_mat`` of shape (F, Cg*KH*KW), each group computes ``out_g = w_mat_g @ cols_g``.
+    The backward pass is the transpose of that: ``dw_mat_g = sum over chunks of dout_g @ cols_g.T``,
+    ``dcols_g = w_mat_g.T @ dout_g`` and ``dx = col2im(dcols)``; ``db`` sums dout over (N, OH, OW).
+    Only one chunk's ``cols`` exists at a time (``COLS_CHUNK_ELEMENTS``), in the forward and in the
+    backward, which unfolds the input again rather than keeping it unfolded.
     """
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
-    cols = np.empty((C * KH * KW, N * geo.out_h * geo.out_w), dtype=x.dtype)
-    im2col(x, KH, KW, *geo, cols)
-    w_mat = w.reshape(F, Cg * KH * KW)
-    if groups == 1:
-        out_mat = w_mat @ cols
-    else:
-        Fg, R = F // groups, Cg * KH * KW
-        out_mat = np.empty((F, cols.shape[1]), dtype=x.dtype)
-        for g in range(groups):
-            np.matmul(w_mat[g * Fg:(g + 1) * Fg], cols[g * R:(g + 1) * R], out=out_mat[g * Fg:(g + 1) * Fg])
-    out = np.empty((N, F, geo.out_h * geo.out_w), dtype=x.dtype)
-    gemm_to_nchw(out_mat, _bias(b, F, x.dtype), out)
-    return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x.shape, w, cols, b is not None, geo, groups)
+    P = geo.out_h * geo.out_w
+    w_mat, bias = w.reshape(F, Cg * KH * KW), _bias(b, F, x.dtype)
+    out = np.empty((N, F, P), dtype=x.dtype)
+    chunk = _images_per_chunk(C, KH, KW, P, N)
+    cols = np.empty(C * KH * KW * chunk * P, dtype=x.dtype)
+    out_mat = np.empty(F * chunk * P, dtype=x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        part, out_part = _chunk_view(cols, C * KH * KW, (n1 - n0) * P), _chunk_view(out_mat, F, (n1 - n0) * P)
+        im2col(x[n0:n1], KH, KW, *geo, part)
+        for fs, rs in _group_slices(F, C * KH * KW, groups):
+            np.matmul(w_mat[fs], part[rs], out=out_part[fs])
+        gemm_to_nchw(out_part, bias, out[n0:n1])
+    return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x, w, b is not None, geo, groups)
 
 
 def conv2d_backward(dout, cache):
     """Backward of ``conv2d_forward``. Returns ``(dx, dw, db)``; ``db`` is None without bias."""
-    N, C, H, W = cache.x_shape
-    w, cols, geo, groups = cache.w, cache.cols, cache.geometry, cache.groups
+    x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
+    N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
     P = geo.out_h * geo.out_w
     dout_mat = np.empty((F, N * P), dtype=w.dtype)
     db = np.empty(F, dtype=w.dtype)
     nchw_to_gemm(np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, P), dout_mat, db)
     w_mat = w.reshape(F, Cg * KH * KW)
-    Fg, R = F // groups, Cg * KH * KW
-    dw_mat = np.empty_like(w_mat)
-    for g in range(groups):
-        fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
-        np.matmul(dout_mat[fs], cols[rs].T, out=dw_mat[fs])
-    # dcols is as large as cols; build it a chunk of images at a time so that only one chunk exists.
+    dw_mat, dw_part = np.zeros_like(w_mat), np.empty_like(w_mat)
     dx = np.empty((N, C, H, W), dtype=w.dtype)
-    chunk = max(1, COL2IM_CHUNK_ELEMENTS // max(1, C * KH * KW * P))
-    dcols = np.empty((C * KH * KW, min(chunk, N) * P), dtype=w.dtype)
+    chunk = _images_per_chunk(C, KH, KW, P, N)
+    cols = np.empty(C * KH * KW * chunk * P, dtype=w.dtype)
+    dcols = np.empty_like(cols)
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
-        part = dcols[:, :(n1 - n0) * P]
-        for g in range(groups):
-            fs, rs = slice(g * Fg, (g + 1) * Fg), slice(g * R, (g + 1) * R)
-            np.matmul(w_mat[fs].T, dout_mat[fs, n0 * P:n1 * P], out=part[rs])
-        col2im(part, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
+        part, dpart = _chunk_view(cols, C * KH * KW, (n1 - n0) * P), _chunk_view(dcols, C * KH * KW, (n1 - n0) * P)
+        dout_part = dout_mat[:, n0 * P:n1 * P]
+        im2col(x[n0:n1], KH, KW, *geo, part)
+        for fs, rs in _group_slices(F, C * KH * KW, groups):
+            np.matmul(dout_part[fs], part[rs].T, out=dw_part[fs])     # dW_g += dout_g @ cols_g.T
+            np.matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])      # dcols_g = W_g.T @ dout_g
+        dw_mat += dw_part
+        col2im(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
     return dx, dw_mat.reshape(w.shape), (db if cache.has_bias else None)
 
 
