@@ -1,12 +1,15 @@
 """Conv2d against torch, and the naive kernels against the fast ones."""
+from unittest import mock
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
 from minicnn.functional.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive,
                                     pad2d_forward)
+import minicnn.functional.conv as conv_module
 from strategies import DTYPES, IMPLS, array, conv_cases, generator, seeds
 
 
@@ -21,8 +24,10 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
     compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
 
 
-@given(case=conv_cases(), dtype=DTYPES, seed=seeds)
-def test_naive_and_fast_conv_agree(case, dtype, seed):
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds, chunk_images=st.integers(1, 3))
+def test_naive_and_fast_conv_agree(case, dtype, seed, chunk_images):
+    """Every configuration, with the fast kernels unfolding ``chunk_images`` images at a time (so several
+    chunks, the last one partial, are exercised as at a large batch)."""
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
@@ -33,12 +38,14 @@ def test_naive_and_fast_conv_agree(case, dtype, seed):
         pads = (0, 0, 0, 0)
     b = None if conv.bias is None else conv.bias.data
     args = (conv.weight.data, b, conv.stride, pads, conv.dilation, conv.groups)
-    fast, fast_cache = conv2d_forward(x, *args)
     naive, naive_cache = conv2d_forward_naive(x, *args)
+    unfolded = conv.weight.shape[1] * conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+    with mock.patch.object(conv_module, "COLS_CHUNK_ELEMENTS", chunk_images * unfolded * naive.shape[2] * naive.shape[3]):
+        fast, fast_cache = conv2d_forward(x, *args)
+        dout = array(rng, fast.shape, dtype)
+        fast_grads = conv2d_backward(dout, fast_cache)
     assert_close(fast, naive, "forward")
-    dout = array(rng, fast.shape, dtype)
-    for name, g_fast, g_naive in zip(("dx", "dw", "db"), conv2d_backward(dout, fast_cache),
-                                     conv2d_backward_naive(dout, naive_cache)):
+    for name, g_fast, g_naive in zip(("dx", "dw", "db"), fast_grads, conv2d_backward_naive(dout, naive_cache)):
         if b is None and name == "db":
             assert g_fast is None and g_naive is None
         else:
@@ -71,7 +78,7 @@ def test_conv2d_hand_computed():
 @pytest.mark.parametrize("chunk_images", [1, 2])
 def test_forward_and_backward_in_chunks_of_images_equal_naive(monkeypatch, chunk_images):
     """The fast kernels unfold a few images at a time; force several chunks (the last one partial), with groups."""
-    import minicnn.functional.conv as conv_module
+
     x = np.random.default_rng(0).standard_normal((5, 4, 7, 6))
     w = np.random.default_rng(1).standard_normal((6, 2, 3, 2))
     b = np.random.default_rng(2).standard_normal(6)
