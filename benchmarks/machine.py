@@ -25,6 +25,16 @@ def _cpuinfo():
         return ""
 
 
+def cpu_label():
+    """``"AMD EPYC, 2 cores, AVX-512"``: the CPU model, the cores this process may use and the widest vector ISA."""
+    info = _cpuinfo()
+    model = re.search(r"model name\s*:\s*(.*)", info)
+    flags = set((re.search(r"flags\s*:\s*(.*)", info) or re.search("()", "")).group(1).split())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+    name = model.group(1).strip() if model else platform.processor()
+    return f"{name}, {len(os.sched_getaffinity(0))} cores, {vector}"
+
+
 def matmul_peak_gflops(n=4096, repeats=5):
     """Best GFLOP/s of an n x n float32 matrix product, over numpy's BLAS and torch, in this process."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)

@@ -13,6 +13,8 @@ import numpy as np
 import minicnn as mc
 from minicnn.functional.conv import col2im, conv2d_geometry, gemm_to_nchw, im2col
 
+from .machine import matmul_peak_gflops
+
 
 def median_ms(fn, calls=30):
     fn()
@@ -46,8 +48,7 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
         ("dcols GEMM  W.T @ dout", lambda: w_mat.T @ dout_mat, gemm_flops),
         ("col2im", lambda: col2im(dcols, N, C, H, H, K, K, *geo, np.empty_like(x)), 0),
     ]
-    big = rng.random((4096, 4096), dtype=np.float32)
-    peak = 2 * 4096**3 / median_ms(lambda: big @ big, calls=5) / 1e6
+    peak = matmul_peak_gflops()["numpy"]
     print(f"Conv2d {C}->{F} {K}x{K} p{P} on {N}x{C}x{H}x{H}, float32; a 4096² float32 matmul: {peak:.0f} GFLOP/s")
     for name, fn, flops in stages:
         ms = median_ms(fn)

@@ -8,6 +8,7 @@ import argparse
 import json
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,12 +16,16 @@ import time
 from minicnn.training.checkpoint import atomic_write
 from minicnn.training.models import MODELS
 
+from .machine import cpu_label
+
 HERE = pathlib.Path(__file__).resolve().parent
 COMMANDS = {"minicnn": [sys.executable, "-m", "minicnn", "train"],
             "torch (reference.train)": [sys.executable, "-m", "reference.train"]}
 
 
 def run(engine, model, out):
+    if out.exists():  # this benchmark's own scratch folder from an earlier run (minicnn train refuses to overwrite)
+        shutil.rmtree(out)
     command = COMMANDS[engine] + ["--model", model, "--out", str(out), "--no-progress"]
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -64,7 +69,7 @@ def main(argv=None):
     results.sort(key=lambda r: (order.index(r["model"]), list(COMMANDS).index(r["engine"])))
     text = table(results) + ("\n\nTraining time is the sum of the epochs' loops (forward, backward, SGD step); "
                              "wall time adds start-up, data loading, evaluation and figures. "
-                             "Same machine as the benchmark below, one run after the other.")
+                             f"Measured on {cpu_label()}, one run after the other.")
     (HERE / "results").mkdir(exist_ok=True)
     atomic_write(HERE / "results" / "training.md", lambda f: f.write(text.encode()))
     atomic_write(HERE / "results" / "training.json", lambda f: f.write(json.dumps(results, indent=1).encode()))

@@ -64,12 +64,18 @@ def outline(ax, cells, x0, y0, color, lw=2.5):
         ax.add_patch(Rectangle((x0 + c + 0.06, y0 + r + 0.06), 0.88, 0.88, fill=False, edgecolor=color, lw=lw))
 
 
-def canvas(width, height, figsize):
-    fig, ax = plt.subplots(figsize=figsize)
-    ax.set_xlim(-0.5, width + 0.5)
-    ax.set_ylim(height + 0.5, -1.2)
+def blank(ax, xlim, ylim):
+    """Clear ``ax`` for a grid drawing: equal cell aspect, y growing downwards, no axes."""
+    ax.clear()
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_aspect("equal")
     ax.axis("off")
+
+
+def canvas(width, height, figsize):
+    fig, ax = plt.subplots(figsize=figsize)
+    blank(ax, (-0.5, width + 0.5), (height + 0.5, -1.2))
     return fig, ax
 
 
@@ -136,11 +142,7 @@ def conv_window_gif(out_dir, numbers):
     frames = [(oh, ow) for oh in range(out.shape[0]) for ow in range(out.shape[1])]
 
     def draw(k):
-        ax.clear()
-        ax.set_xlim(-0.3, 10.8)
-        ax.set_ylim(6.0, -1.0)
-        ax.set_aspect("equal")
-        ax.axis("off")
+        blank(ax, (-0.3, 10.8), (6.0, -1.0))
         oh, ow = frames[k]
         cells = window_cells(oh, ow, 1, 1, 1)
         grid(ax, padded, 0, 0, fill={c: COLORS[0] for c in cells}, gray=gray, title="input, padding 1")
@@ -276,11 +278,7 @@ def maxpool_backward_gif(out_dir, numbers):
     assert np.array_equal(dx, dx_final)
 
     def draw(k):
-        ax.clear()
-        ax.set_xlim(-0.3, 14.8)
-        ax.set_ylim(4.6, -1.0)
-        ax.set_aspect("equal")
-        ax.axis("off")
+        blank(ax, (-0.3, 14.8), (4.6, -1.0))
         step, winner, partial = steps[k]
         oh, ow = windows[step]
         cells = [(r, c) for r in range(oh, oh + 3) for c in range(ow, ow + 3)]

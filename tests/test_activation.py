@@ -8,14 +8,18 @@ from helpers import assert_close, compare_with_torch
 from strategies import DTYPES, array, generator, seeds
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+# also a 0-d array (one number) and empty arrays, which torch accepts for element-wise layers
+any_shapes = st.one_of(shapes, st.just(()), st.lists(st.integers(0, 3), min_size=1, max_size=3).map(tuple))
 
 
-@given(shape=shapes, dtype=DTYPES, seed=seeds)
+@given(shape=any_shapes, dtype=DTYPES, seed=seeds)
 def test_relu_matches_torch(shape, dtype, seed):
     rng = generator(seed)
     x = array(rng, shape, dtype)
-    x.flat[0] = 0.0  # the kink: torch's gradient there is 0
-    compare_with_torch(mc.ReLU(), x, rng)
+    if x.size:
+        x.flat[0] = 0.0  # the kink: torch's gradient there is 0
+    out = compare_with_torch(mc.ReLU(), x, rng)
+    assert out.shape == x.shape  # a 0-d input stays 0-d
 
 
 @given(n=st.integers(1, 4), lead=st.lists(st.integers(1, 3), max_size=2), fin=st.integers(1, 7),
@@ -35,11 +39,12 @@ def test_flatten_matches_torch(shape, data, dtype, seed):
     compare_with_torch(mc.Flatten(start, end), array(rng, shape, dtype), rng)
 
 
-@given(shape=shapes, data=st.data(), scale=st.sampled_from([1.0, 100.0, 5000.0]), dtype=DTYPES, seed=seeds)
+@given(shape=st.one_of(shapes, st.just(())), data=st.data(), scale=st.sampled_from([1.0, 100.0, 5000.0]),
+       dtype=DTYPES, seed=seeds)
 def test_log_softmax_matches_torch(shape, data, scale, dtype, seed):
     rng = generator(seed)
-    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
-    x = (array(rng, shape, dtype) * scale).astype(dtype)
+    dim = data.draw(st.integers(-max(len(shape), 1), max(len(shape), 1) - 1))  # 0-d: dim 0 or -1, as in torch
+    x = np.asarray(array(rng, shape, dtype) * scale, dtype=dtype)  # (stays an ndarray when 0-d)
     out = compare_with_torch(mc.LogSoftmax(dim), x, rng)
     assert np.isfinite(out).all()
 
@@ -50,19 +55,20 @@ def test_log_softmax_of_huge_logits_is_finite_and_exact():
     np.testing.assert_allclose(out, [[-2000.0, -1000.0, 0.0]], rtol=1e-15)
 
 
-@given(shape=shapes, p=st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0]), dtype=DTYPES, seed=seeds)
+@given(shape=any_shapes, p=st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0]), dtype=DTYPES, seed=seeds)
 def test_dropout_scales_kept_elements_and_routes_gradient_through_them(shape, p, dtype, seed):
     rng = generator(seed)
-    x = array(rng, shape, dtype) + 3.0  # no zeros in x, so zeros in the output are dropped elements
+    x = np.asarray(array(rng, shape, dtype) + 3.0, dtype=dtype)  # no zeros in x: a zero in the output was dropped
     layer = mc.Dropout(p, generator=np.random.default_rng(seed))
     out = layer(x)
+    assert out.shape == x.shape
     kept = out != 0
     expected = np.where(kept, x / (1 - p) if p < 1 else 0, 0).astype(dtype)
     assert_close(out, expected, "forward")
-    dout = array(rng, shape, dtype)
+    dout = np.asarray(array(rng, shape, dtype), dtype=dtype)
     assert_close(layer.backward(dout), np.where(kept, dout / (1 - p) if p < 1 else 0, 0).astype(dtype), "dx")
     # torch's dropout is the same function of the same mask
-    mask_t = torch.from_numpy(kept.astype(dtype) / (1 - p) if p < 1 else np.zeros_like(x))
+    mask_t = torch.from_numpy(np.asarray(kept.astype(dtype) / (1 - p) if p < 1 else np.zeros_like(x), dtype=dtype))
     assert_close(out, (torch.from_numpy(x) * mask_t).numpy(), "torch's formula")
     layer.eval()
     np.testing.assert_array_equal(layer(x), x)

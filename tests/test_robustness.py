@@ -433,3 +433,19 @@ def test_atomic_write_names_the_file_it_could_not_write(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"cannot write .*history.json: No space left on device"):
         checkpoint.atomic_write(tmp_path / "history.json", full)
     assert (tmp_path / "history.json").read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("error", [(13, "Permission denied"), (30, "Read-only file system")])
+def test_an_unwritable_or_read_only_out_is_one_clear_line(fashion_mnist_dir, tmp_path, monkeypatch, capsys, error):
+    """The tests run as root, which chmod cannot stop, so the OS's refusal is simulated where the run first writes."""
+    from minicnn.training import safety
+    real_open = os.open
+
+    def refuse(path, *args, **kwargs):
+        if str(path).startswith(str(tmp_path)):
+            raise OSError(error[0], error[1])
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(safety.os, "open", refuse)
+    assert run_cli(fashion_mnist_dir, tmp_path) == 1
+    assert capsys.readouterr().err.strip() == f"minicnn train: error: cannot write into {tmp_path / 'run'}: {error[1]}"
