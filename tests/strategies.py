@@ -66,7 +66,7 @@ def pool_cases(draw):
     for k, d, p in zip(kernel, dilation, padding):
         smallest = max(1, d * (k - 1) + 1 - 2 * p)
         spatial.append(draw(st.integers(smallest, smallest + 7)))
-    batch = draw(st.sampled_from(["unbatched", 1, 2, 3]))
+    batch = draw(st.sampled_from(["unbatched", 0, 1, 2, 3]))  # 0: the empty batch
     channels = draw(small)
     return dict(args=dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
                           ceil_mode=draw(st.booleans())),
