@@ -119,3 +119,11 @@ def test_a_whole_model():
     model = mc.Sequential(mc.Conv2d(1, 2, 3, padding=1), mc.BatchNorm2d(2), mc.ReLU(), mc.MaxPool2d(2),
                           mc.Flatten(), mc.Linear(2 * 3 * 3, 4), mc.LogSoftmax(dim=1))
     check(model, rand(2, 1, 6, 6))
+
+
+def test_batchnorm_without_bias():
+    """torch 2.14's BatchNorm(bias=False): only the scale is a parameter."""
+    layer = mc.BatchNorm2d(3, bias=False)
+    layer.weight.data[...] = rand(3, seed=2)
+    assert [name for name, _ in layer.named_parameters()] == ["weight"]
+    check(layer, rand(4, 3, 2, 2))
