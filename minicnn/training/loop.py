@@ -300,7 +300,7 @@ def fit(config, engine, train, test, out_dir, resume=None, progress=True, log=pr
     """
     out_dir = pathlib.Path(out_dir)
     check_data(train, test)
-    with RunLock(out_dir), DeferredSignals(log) as signals:
+    with RunLock(out_dir), DeferredSignals() as signals:
         if resume is None and (out_dir / "checkpoint.npz").exists():
             raise RunExists(17, f"{out_dir} already holds a run; continue it with --resume "
                                 f"{shlex.quote(str(out_dir / 'checkpoint.npz'))} or choose another --out")

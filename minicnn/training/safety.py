@@ -35,8 +35,8 @@ class Interrupted(KeyboardInterrupt):
 class DeferredSignals:
     """A context in which SIGINT and SIGTERM are noted, and acted on only at ``check()``."""
 
-    def __init__(self, log=print):
-        self.log, self.pending, self._previous = log, None, {}
+    def __init__(self):
+        self.pending, self._previous = None, {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -54,7 +54,10 @@ class DeferredSignals:
         if self.pending is not None:
             raise Interrupted(signum, immediate=True)
         self.pending = signum
-        self.log(f"\n{signal.Signals(signum).name}: stopping after this step (send it again to stop at once)")
+        # os.write, not print: a handler can run while the main thread is inside a print (its buffer's
+        # lock held), where a second print would fail with "reentrant call".
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping after this step "
+                    f"(send it again to stop at once)\n".encode())
 
     def check(self):
         """Raise ``Interrupted`` if a signal came since the last check."""
