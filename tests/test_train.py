@@ -8,7 +8,7 @@ import pytest
 
 from minicnn.training import checkpoint, cli, models
 from minicnn.training.data import iterate_batches
-from minicnn.training.loop import Config, MinicnnEngine, evaluate, fit
+from minicnn.training.loop import Config, MinicnnEngine, evaluate
 from reference.train import TorchEngine
 
 MODELS = list(models.MODELS)

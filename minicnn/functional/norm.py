@@ -162,7 +162,7 @@ def batchnorm_backward(dout, cache):
     scaling every x_i - mean, leaves xhat unchanged.
     """
     xhat, shape = cache.xhat, cache.x_shape
-    N, C = shape[0], shape[1]
+    C = shape[1]
     dout3 = np.ascontiguousarray(dout, dtype=xhat.dtype).reshape(xhat.shape)
     dx = np.empty_like(xhat)
     dgamma, dbeta = np.zeros(C, dtype=xhat.dtype), np.zeros(C, dtype=xhat.dtype)
