@@ -91,7 +91,7 @@ class ModelPair:
         self.model.train()
         self.opt.zero_grad()
         self.criterion(self.model(self.x), self.y)
-        self.model.backward(self.criterion.backward())
+        self.model.backward(self.criterion.backward(), input_grad=False)  # as torch: x needs no gradient
         self.opt.step()
 
     def train_step_torch(self):

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 DTYPES = st.sampled_from([np.float32, np.float64])
-IMPLS = st.sampled_from(["fast", "naive"])  # Conv2d and MaxPool2d: im2col/argmax kernels or the direct loops
+IMPLS = st.sampled_from(["fast", "naive"])  # MaxPool2d: the argmax kernels or the direct loops
+CONV_IMPLS = st.sampled_from(["fast", "im2col", "naive"])  # Conv2d: fast_conv, im2col + BLAS, the direct loops
 seeds = st.integers(0, 2**32 - 1)
 small = st.integers(1, 3)
 

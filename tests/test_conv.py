@@ -7,27 +7,33 @@ from hypothesis import given, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
-from minicnn.functional.conv import (conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive,
-                                    pad2d_forward)
+from minicnn.functional.conv import (conv2d_backward, conv2d_backward_im2col, conv2d_backward_naive, conv2d_forward,
+                                    conv2d_forward_im2col, conv2d_forward_naive, pad2d_forward)
 import minicnn.functional.conv as conv_module
-from strategies import DTYPES, IMPLS, array, conv_cases, generator, seeds
+from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds
 
 
 def make_conv(case, dtype, seed, impl="fast"):
     return mc.Conv2d(**case["args"], dtype=dtype, generator=np.random.default_rng(seed), impl=impl)
 
 
-@given(case=conv_cases(), dtype=DTYPES, seed=seeds, impl=IMPLS)
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds, impl=CONV_IMPLS)
 def test_conv2d_matches_torch(case, dtype, seed, impl):
     rng = generator(seed)
     conv = make_conv(case, dtype, seed, impl)
     compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
 
 
-@given(case=conv_cases(), dtype=DTYPES, seed=seeds, chunk_images=st.integers(1, 3))
-def test_naive_and_fast_conv_agree(case, dtype, seed, chunk_images):
-    """Every configuration, with the fast kernels unfolding ``chunk_images`` images at a time (so several
-    chunks, the last one partial, are exercised as at a large batch)."""
+# Each way the fast kernels can run a pass, forced: pixel passes wherever the stride allows ("direct"),
+# register tiles on gathered rows everywhere ("rows"), and the im2col + BLAS pair.
+PATHS = {"direct": dict(DIRECT_MAX_TAPS=10**9), "rows": dict(DIRECT_MAX_TAPS=0), "im2col": {}}
+
+
+@given(case=conv_cases(), dtype=DTYPES, seed=seeds, path=st.sampled_from(sorted(PATHS)), blocks=st.integers(1, 3))
+def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
+    """Every configuration through every path of the fast kernels, with buffers small enough that
+    ``blocks`` images (im2col, weight gradient) or a few pixels (gathered rows) are taken at a time:
+    several blocks, the last one partial, as at a large batch."""
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
@@ -39,17 +45,26 @@ def test_naive_and_fast_conv_agree(case, dtype, seed, chunk_images):
     b = None if conv.bias is None else conv.bias.data
     args = (conv.weight.data, b, conv.stride, pads, conv.dilation, conv.groups)
     naive, naive_cache = conv2d_forward_naive(x, *args)
-    unfolded = conv.weight.shape[1] * conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
-    with mock.patch.object(conv_module, "COLS_CHUNK_ELEMENTS", chunk_images * unfolded * naive.shape[2] * naive.shape[3]):
-        fast, fast_cache = conv2d_forward(x, *args)
+    taps = conv.weight.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
+    positions = naive.shape[2] * naive.shape[3]
+    sizes = dict(COLS_CHUNK_ELEMENTS=blocks * taps * conv.groups * positions, WEIGHT_GRAD_ELEMENTS=blocks * taps * positions,
+                 BLOCK_ELEMENTS=blocks * 4 * 16, **PATHS[path])
+    forward, backward = ((conv2d_forward_im2col, conv2d_backward_im2col) if path == "im2col"
+                         else (conv2d_forward, conv2d_backward))
+    with mock.patch.multiple(conv_module, **sizes):
+        fast, fast_cache = forward(x, *args)
         dout = array(rng, fast.shape, dtype)
-        fast_grads = conv2d_backward(dout, fast_cache)
+        fast_grads = backward(dout, fast_cache)
+        dx_skipped, *param_grads = backward(dout, fast_cache, input_grad=False)
     assert_close(fast, naive, "forward")
     for name, g_fast, g_naive in zip(("dx", "dw", "db"), fast_grads, conv2d_backward_naive(dout, naive_cache)):
         if b is None and name == "db":
             assert g_fast is None and g_naive is None
         else:
             assert_close(g_fast, g_naive, name)
+    assert dx_skipped is None
+    for name, g_fast, g_skipped in zip(("dw", "db"), fast_grads[1:], param_grads):
+        assert (g_fast is None and g_skipped is None) or np.array_equal(g_fast, g_skipped), name
 
 
 def test_conv2d_tutorial_shapes():
@@ -76,8 +91,8 @@ def test_conv2d_hand_computed():
 
 
 @pytest.mark.parametrize("chunk_images", [1, 2])
-def test_forward_and_backward_in_chunks_of_images_equal_naive(monkeypatch, chunk_images):
-    """The fast kernels unfold a few images at a time; force several chunks (the last one partial), with groups."""
+def test_im2col_in_chunks_of_images_equals_naive(monkeypatch, chunk_images):
+    """The im2col pair unfolds a few images at a time; force several chunks (the last one partial), with groups."""
 
     x = np.random.default_rng(0).standard_normal((5, 4, 7, 6))
     w = np.random.default_rng(1).standard_normal((6, 2, 3, 2))
@@ -86,9 +101,10 @@ def test_forward_and_backward_in_chunks_of_images_equal_naive(monkeypatch, chunk
     naive, naive_cache = conv2d_forward_naive(x, *args)
     rows_times_positions = 4 * 3 * 2 * naive.shape[2] * naive.shape[3]
     monkeypatch.setattr(conv_module, "COLS_CHUNK_ELEMENTS", chunk_images * rows_times_positions)
-    out, cache = conv2d_forward(x, *args)
+    out, cache = conv2d_forward_im2col(x, *args)
     assert conv_module._images_per_chunk(4, 3, 2, naive.shape[2] * naive.shape[3], 5) == chunk_images
     assert_close(out, naive, "out")
     dout = np.random.default_rng(3).standard_normal(out.shape)
-    for name, fast, naive in zip(("dx", "dw", "db"), conv2d_backward(dout, cache), conv2d_backward_naive(dout, naive_cache)):
+    for name, fast, naive in zip(("dx", "dw", "db"), conv2d_backward_im2col(dout, cache),
+                                 conv2d_backward_naive(dout, naive_cache)):
         assert_close(fast, naive, name)

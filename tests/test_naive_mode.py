@@ -60,7 +60,7 @@ def test_the_naive_layers_run_as_plain_python_with_the_jit_disabled():
 
 
 def test_impl_is_checked():
-    with pytest.raises(ValueError, match=r"Conv2d: impl must be one of 'fast', 'naive', got 'slow'"):
+    with pytest.raises(ValueError, match=r"Conv2d: impl must be one of 'fast', 'im2col', 'naive', got 'slow'"):
         mc.Conv2d(1, 1, 3, impl="slow")
     with pytest.raises(ValueError, match=r"MaxPool2d: impl must be one of 'fast', 'naive', got None"):
         mc.MaxPool2d(2, impl=None)

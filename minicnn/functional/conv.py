@@ -4,8 +4,12 @@ Two implementations with the same functional interface:
 
 * ``conv2d_forward_naive`` / ``conv2d_backward_naive``: direct loops, written
   to be read. The comments derive the backward pass.
-* ``conv2d_forward`` / ``conv2d_backward``: im2col + one BLAS matrix product
-  per group, a chunk of images at a time, then col2im. The layers use these.
+* ``conv2d_forward`` / ``conv2d_backward``: the fast kernels of ``fast_conv``,
+  register tiles on small blocks of gathered input that stay in cache (the
+  layers use these);
+* ``conv2d_forward_im2col`` / ``conv2d_backward_im2col``: im2col + one BLAS
+  matrix product per group, a chunk of images at a time, then col2im: the
+  textbook method, kept to compare against (``Conv2d(impl="im2col")``).
 
 Shapes
 ------
@@ -23,13 +27,34 @@ row/column at the bottom/right, exactly as torch does.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
+from .fast_conv import (
+    BLOCK_ELEMENTS,
+    LANES,
+    PASS_ROWS,
+    PASS_TAPS,
+    TILE_A,
+    TILE_B,
+    conv2d_direct_forward,
+    conv2d_rows_forward,
+    conv2d_weight_grad,
+    pad_nchw,
+    pad_nhwc,
+    round_up,
+)
 
 # Elements of cols (and dcols) built at once: the images are unfolded a chunk at a time, so the buffer
 # stays small (1 Mi elements: 4 MB in float32) whatever the batch, and the backward unfolds them again
 # instead of keeping every image's cols from the forward (80 MB for article's second conv at batch 256).
 COLS_CHUNK_ELEMENTS = 1 << 20
+
+# Taps per output (Cg*KH*KW) below which a stride-1 convolution runs as pixel passes rather than
+# register tiles on gathered rows (whose sums across vector lanes cost too much on short rows).
+DIRECT_MAX_TAPS = 128
+
+# Elements of the unfolded images the weight gradient multiplies at once, per thread.
+WEIGHT_GRAD_ELEMENTS = 1 << 18
 
 
 def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
@@ -253,14 +278,14 @@ def conv2d_forward_naive(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dila
     return out, ConvNaiveCache(x, w, b is not None, geo, groups)
 
 
-def conv2d_backward_naive(dout, cache):
-    """Direct-loop backward. Returns ``(dx, dw, db)``; ``db`` is None without bias."""
+def conv2d_backward_naive(dout, cache, input_grad=True):
+    """Direct-loop backward. Returns ``(dx, dw, db)`` as ``conv2d_backward`` does (the loops compute dx anyway)."""
     x, w = cache.x, cache.w
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     db = np.zeros(w.shape[0], dtype=x.dtype)
     conv2d_naive_backward_kernel(np.ascontiguousarray(dout, dtype=x.dtype), x, w, *cache.geometry[:6],
                                  cache.groups, dx, dw, db)
-    return dx, dw, (db if cache.has_bias else None)
+    return (dx if input_grad else None), dw, (db if cache.has_bias else None)
 
 
 def _images_per_chunk(C, KH, KW, P, N):
@@ -279,8 +304,8 @@ def _group_slices(F, R, groups):
     return [(slice(g * Fg, (g + 1) * Fg), slice(g * Rg, (g + 1) * Rg)) for g in range(groups)]
 
 
-def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Convolution by im2col and one matrix product per group, a chunk of images at a time.
+def conv2d_forward_im2col(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """Convolution by im2col and one BLAS matrix product per group, a chunk of images at a time.
 
     Parameters
     ----------
@@ -294,7 +319,7 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     Returns
     -------
     out : ndarray (N, F, OH, OW)
-    cache : ConvCache for ``conv2d_backward``
+    cache : ConvCache for ``conv2d_backward_im2col``
 
     Notes
     -----
@@ -324,8 +349,8 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x, w, b is not None, geo, groups)
 
 
-def conv2d_backward(dout, cache):
-    """Backward of ``conv2d_forward``. Returns ``(dx, dw, db)``; ``db`` is None without bias."""
+def conv2d_backward_im2col(dout, cache, input_grad=True):
+    """Backward of ``conv2d_forward_im2col``. Returns ``(dx, dw, db)`` as ``conv2d_backward`` does."""
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
@@ -346,10 +371,149 @@ def conv2d_backward(dout, cache):
         im2col(x[n0:n1], KH, KW, *geo, part)
         for fs, rs in _group_slices(F, C * KH * KW, groups):
             np.matmul(dout_part[fs], part[rs].T, out=dw_part[fs])     # dW_g += dout_g @ cols_g.T
-            np.matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])      # dcols_g = W_g.T @ dout_g
+            if input_grad:
+                np.matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])  # dcols_g = W_g.T @ dout_g
         dw_mat += dw_part
-        col2im(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
-    return dx, dw_mat.reshape(w.shape), (db if cache.has_bias else None)
+        if input_grad:
+            col2im(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
+    return (dx if input_grad else None), dw_mat.reshape(w.shape), (db if cache.has_bias else None)
+
+
+def _pixel_block(P, Kp, tasks_per_block_row, threads):
+    """Pixels gathered at a time: at most BLOCK_ELEMENTS in the buffer, blocks of equal size, and
+    enough of them for every thread even for one image; a multiple of TILE_A."""
+    blocks = max(-(-P * Kp // BLOCK_ELEMENTS), -(-threads // max(1, tasks_per_block_row)), 1)
+    return round_up(-(-P // min(blocks, max(1, P))), TILE_A)
+
+
+def _weight_matrix(w, groups, transposed, channels_last, row_multiple, column_multiple):
+    """The weights as one zero-padded matrix per group: (groups, rows, columns).
+
+    Rows are the output channels of the group, columns its taps (c, i, j), or (i, j, c) with
+    ``channels_last``. ``transposed`` gives the weights of the transposed convolution, the one the
+    input gradient is: rows c, columns (f, i', j'), element w[g*Fg + f, c, KH-1-i', KW-1-j'].
+    """
+    F, Cg, KH, KW = w.shape
+    per_group = w.reshape(groups, F // groups, Cg, KH, KW)
+    if transposed:
+        per_group = per_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    if channels_last:
+        per_group = per_group.transpose(0, 1, 3, 4, 2)
+    rows, taps = per_group.shape[1], per_group[0, 0].size
+    matrix = np.zeros((groups, round_up(rows, row_multiple), round_up(taps, column_multiple)), dtype=w.dtype)
+    matrix[:, :rows, :taps] = per_group.reshape(groups, rows, taps)
+    return matrix
+
+
+def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, upsample=(1, 1), transposed=False):
+    """out (N, F, OH, OW) = the convolution of x (N, C, H, W) by w with per-axis ``stride``,
+    ``pad_before`` (negative crops) and ``dilation``, after ``upsample - 1`` zeros are put between
+    the pixels of x; with ``transposed``, by the weights of the transposed convolution (``conv2d_backward``).
+
+    A stride-1 convolution with few taps per output (Cg*KH*KW < DIRECT_MAX_TAPS) runs as pixel
+    passes; otherwise as register tiles on gathered rows, which need long rows to pay off.
+    """
+    N, C = x.shape[:2]
+    KH, KW = w.shape[2:]
+    (OH, OW), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
+    threads = get_num_threads()
+    if stride == (1, 1) and (C // groups) * KH * KW < DIRECT_MAX_TAPS:
+        xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+        pad_nchw(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
+        w_taps = _weight_matrix(w, groups, transposed, False, PASS_ROWS, PASS_TAPS)
+        Cg = C // groups
+        offsets = np.zeros(w_taps.shape[2], dtype=np.int64)
+        c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
+        offsets[:Cg * KH * KW] = (c * Hp + i * dh) * Wp + j * dw
+        conv2d_direct_forward(xp, offsets, w_taps, bias, OH, OW, threads, out)
+    else:
+        xp = np.empty((N, Hp, Wp, C), dtype=x.dtype)
+        pad_nhwc(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
+        w_rows = _weight_matrix(w, groups, transposed, True, TILE_B, LANES)
+        block = _pixel_block(OH * OW, w_rows.shape[2], N * groups, threads)
+        conv2d_rows_forward(xp, w_rows, bias, KH, KW, sh, sw, dh, dw, OW, block, threads, out.reshape(N, -1, OH * OW))
+
+
+def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    """Convolution by register-tiled products on blocks of gathered rows (``fast_conv``). The layers use this.
+
+    Parameters
+    ----------
+    x : ndarray (N, C, H, W), float32 or float64, C-contiguous
+    w : ndarray (F, C // groups, KH, KW), same dtype
+    b : ndarray (F,) or None
+    stride, dilation : pair of int
+    padding : (top, bottom, left, right)
+    groups : int dividing both C and F
+
+    Returns
+    -------
+    out : ndarray (N, F, OH, OW)
+    cache : ConvCache for ``conv2d_backward``
+
+    Notes
+    -----
+    ``out[n, f, p] = b[f] + sum over taps t = (c, i, j) of w[f, t] * (input pixel that tap t of output
+    pixel p reads)``, a matrix product whose second operand is never built whole. Two ways, chosen
+    by the number of taps ``Cg*KH*KW`` (``DIRECT_MAX_TAPS``):
+
+    * few taps, stride 1: **pixel passes**. The input is padded (NCHW) and the output computed on
+      the padded width, so every tap reads a contiguous run of input for a run of output pixels:
+      ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 8 taps x 4 filters per pass (AVX-512), vectorized
+      along the pixels q.
+    * many taps: **register tiles on gathered rows**. The input is padded in NHWC order; each thread
+      gathers a block of output pixels' receptive fields as rows ``rows[p, (i, j, c)]`` (a few
+      hundred KB, so they stay in L2) and multiplies them by ``w[f, (i, j, c)]`` 4 pixels x 4 filters
+      at a time, vectorized along the taps.
+    """
+    N = x.shape[0]
+    F = w.shape[0]
+    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    out = np.empty((N, F, geo.out_h, geo.out_w), dtype=x.dtype)
+    if out.size:
+        _convolve(x, w, groups, _bias(b, F, x.dtype), (geo.stride_h, geo.stride_w), (geo.pad_top, geo.pad_left),
+                  (geo.dil_h, geo.dil_w), (geo.out_h, geo.out_w), out)
+    return out, ConvCache(x, w, b is not None, geo, groups)
+
+
+def conv2d_backward(dout, cache, input_grad=True):
+    """Backward of ``conv2d_forward``. Returns ``(dx, dw, db)``; ``db`` is None without bias, ``dx`` None
+    when ``input_grad`` is False (the input needs no gradient: torch's ``requires_grad=False``).
+
+    Notes
+    -----
+    ``dx[n, c, ih, iw] = sum over f, i, j of dout[n, f, oh, ow] * w[f, c, i, j]`` where
+    ``oh*stride_h = ih + pad_top - i*dil_h`` (and likewise for columns). Spread dout onto a grid with
+    ``stride - 1`` zeros between its pixels, pad it by ``dil*(K-1) - pad`` before each axis, and this
+    is a stride-1 convolution with the flipped kernel, channels swapped: the forward kernel computes it.
+    ``dw[f, c, i, j] = sum over n, oh, ow of dout[n, f, oh, ow] * x[n, c, oh*stride_h - pad_top + i*dil_h, ...]``:
+    each thread unfolds its images (im2col, one image at a time) and adds ``douts @ cols.T`` by register
+    tiles into its own partial sum; the partial sums are added at the end. ``db`` sums dout over (N, OH, OW).
+    """
+    x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
+    N, C, H, W = x.shape
+    F, Cg, KH, KW = w.shape
+    P = geo.out_h * geo.out_w
+    dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, geo.out_h, geo.out_w)
+    dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
+    workers = max(1, min(N, get_num_threads()))
+    dw_partial = np.zeros((workers, groups, F // groups, Cg * KH * KW), dtype=w.dtype)
+    db_partial = np.zeros((workers, F), dtype=w.dtype)
+    if N and P and input_grad:
+        _convolve(dout, w, groups, np.zeros(C, w.dtype), (1, 1),
+                  (geo.dil_h * (KH - 1) - geo.pad_top, geo.dil_w * (KW - 1) - geo.pad_left), (geo.dil_h, geo.dil_w),
+                  (H, W), dx, upsample=(geo.stride_h, geo.stride_w), transposed=True)
+    if N and P:
+        Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
+        Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
+        xp = np.empty((N, C, Hp, Wp), dtype=w.dtype)
+        pad_nchw(x, geo.pad_top, geo.pad_left, 1, 1, xp)
+        images = max(1, min(N, WEIGHT_GRAD_ELEMENTS // max(1, Cg * KH * KW * P)))
+        conv2d_weight_grad(xp, dout.reshape(N, F, P), KH, KW, geo.stride_h, geo.stride_w, geo.dil_h, geo.dil_w,
+                           geo.out_h, geo.out_w, groups, images, dw_partial, db_partial)
+    db = db_partial.sum(axis=0)
+    return dx, dw_partial.sum(axis=0).reshape(w.shape), (db if cache.has_bias else None)
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,10 @@ from .init import default_generator, fan_in, kaiming_uniform, uniform
 from .module import Module, Parameter
 
 IMPLS = ("fast", "naive")
+# Conv2d: each implementation's (forward, backward) functional pair
+CONV_IMPLS = {"fast": (F.conv2d_forward, F.conv2d_backward),
+              "im2col": (F.conv2d_forward_im2col, F.conv2d_backward_im2col),
+              "naive": (F.conv2d_forward_naive, F.conv2d_backward_naive)}
 
 
 class Conv2d(Module):
@@ -34,8 +38,10 @@ class Conv2d(Module):
     padding_mode : 'zeros' (default), 'reflect', 'replicate' or 'circular', as in torch
     dtype : np.float32 (default) or np.float64
     generator : numpy Generator for the initial weights (default: ``minicnn.manual_seed``'s)
-    impl : 'fast' (im2col + GEMM, the default) or 'naive' (the direct loops of
-        ``conv2d_forward_naive``: slow, written to be read and stepped through)
+    impl : 'fast' (the default: register tiles on blocks of gathered input, ``fast_conv``),
+        'im2col' (im2col + one BLAS product, the textbook method, to compare against) or
+        'naive' (the direct loops of ``conv2d_forward_naive``: slow, written to be read and
+        stepped through)
 
     Shapes: input (N, in_channels, H, W) or unbatched (in_channels, H, W); N may be 0.
     Output (N, out_channels, OH, OW) (unbatched: without N),
@@ -47,7 +53,7 @@ class Conv2d(Module):
                  groups=1, bias=True, padding_mode="zeros", dtype=np.float32, generator=None, impl="fast"):
         super().__init__()
         name = "Conv2d"
-        self.impl = chk.choice(name, "impl", impl, IMPLS)
+        self.impl = chk.choice(name, "impl", impl, tuple(CONV_IMPLS))
         self.padding_mode = chk.choice(name, "padding_mode", padding_mode, tuple(F.PADDING_MODES))
         self.in_channels = chk.positive_int(name, "in_channels", in_channels)
         self.out_channels = chk.positive_int(name, "out_channels", out_channels)
@@ -118,22 +124,30 @@ class Conv2d(Module):
             x, self._pad_cache = F.pad2d_forward(x, pads, self.padding_mode)
             pads = (0, 0, 0, 0)
         bias = None if self.bias is None else self.bias.data
-        forward = F.conv2d_forward if self.impl == "fast" else F.conv2d_forward_naive
+        forward = CONV_IMPLS[self.impl][0]
         out, self._cache = forward(x, self.weight.data, bias, self.stride, pads, self.dilation, self.groups)
         out = out[0] if self._unbatched else out
         self._out_shape = out.shape
         return out
 
     def backward(self, grad_output):
+        return self._backward(grad_output, input_grad=True)
+
+    def backward_parameters(self, grad_output):
+        """Only the parameters' gradients: the input gradient (a whole transposed convolution) is skipped."""
+        self._backward(grad_output, input_grad=False)
+
+    def _backward(self, grad_output, input_grad):
         cache = self._saved()
         dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
-        backward = F.conv2d_backward if self.impl == "fast" else F.conv2d_backward_naive
-        dx, dw, db = backward(dout[None] if self._unbatched else dout, cache)
-        if self._pad_cache is not None:
-            dx = F.pad2d_backward(dx, self._pad_cache)
+        dx, dw, db = CONV_IMPLS[self.impl][1](dout[None] if self._unbatched else dout, cache, input_grad=input_grad)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
+        if not input_grad:
+            return None
+        if self._pad_cache is not None:
+            dx = F.pad2d_backward(dx, self._pad_cache)
         return dx[0] if self._unbatched else dx
 
     def extra_repr(self):

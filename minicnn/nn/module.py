@@ -117,6 +117,11 @@ class Module:
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
+    def backward_parameters(self, grad_output):
+        """Add the parameters' gradients without returning the input's; layers whose input gradient
+        costs a pass of its own (Conv2d) skip computing it."""
+        self.backward(grad_output)
+
     def _saved(self):
         """The cache of the last forward, for its one backward; a clear error if there was none.
 
@@ -264,10 +269,17 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def backward(self, grad_output):
-        for m in reversed(self._modules.values()):
+    def backward(self, grad_output, input_grad=True):
+        """Backward through every module, last first. ``input_grad=False`` is torch's input with
+        ``requires_grad=False``: the first module adds its parameters' gradients but the gradient for
+        the input is not computed (``backward_parameters``), and None is returned."""
+        modules = list(self._modules.values())
+        for i, m in enumerate(reversed(modules)):
+            if i == len(modules) - 1 and not input_grad:
+                m.backward_parameters(grad_output)
+                return None
             grad_output = m.backward(grad_output)
-        return grad_output
+        return grad_output if input_grad else None
 
     def __len__(self):
         return len(self._modules)

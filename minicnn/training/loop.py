@@ -127,7 +127,7 @@ class MinicnnEngine:
         self.optimizer.zero_grad()
         output = self.model(x.astype(self.dtype, copy=False))
         loss = float(self.criterion(output, y))
-        self.model.backward(self.criterion.backward())
+        self.model.backward(self.criterion.backward(), input_grad=False)  # the images need no gradient
         self.optimizer.step()
         return loss, int((output.argmax(axis=1) == y).sum())
 
