@@ -24,6 +24,7 @@ and numba. What each policy costs is measured by ``make bench`` (README, "Benchm
 import ctypes
 import os
 import sys
+import types
 
 # Decided before anything here imports numpy (numba does): is numpy's OpenBLAS already running?
 BLAS_QUIET = "numpy" not in sys.modules
@@ -107,3 +108,41 @@ def set_num_threads(threads=None, blas_threads=None):
         blas_threads = threads if BLAS_QUIET else 1
     _limit_blas(int(blas_threads))
     return threads
+
+
+# ---------------------------------------------------------------------------
+# Small work runs serially
+# ---------------------------------------------------------------------------
+# Work below which a kernel runs on the calling thread: element-wise kernels count elements, the
+# convolution counts multiply-adds / 32 (it does about 32 per nanosecond, an element-wise pass
+# about one element). Starting a parallel region costs tens of microseconds, mostly waking the
+# other core (measured: a 5,760-element ReLU, 61 us parallel against 1 us serial; README, "Benchmarks").
+SERIAL_BELOW = 1 << 16
+
+
+class ParallelKernel:
+    """A kernel written with ``prange``, compiled twice: ``parallel`` (the loop split between the
+    threads) and ``serial`` (``prange`` is then ``range``). ``for_work(n)`` picks one by the work's
+    size (``SERIAL_BELOW``); calling the object itself runs the parallel one."""
+
+    def __init__(self, function, **options):
+        self.py_func = function
+        self.parallel = numba.njit(parallel=True, cache=True, **options)(function)
+        # Numba's on-disk cache is keyed by the function's qualified name and signature, not by
+        # ``parallel``: the serial build gets a copy of the function under its own name.
+        serial = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_serial",
+                                    function.__defaults__, function.__closure__)
+        serial.__qualname__ = function.__qualname__ + "_serial"
+        serial.__doc__ = function.__doc__
+        self.serial = numba.njit(cache=True, **options)(serial)
+
+    def for_work(self, work):
+        return self.serial if work < SERIAL_BELOW else self.parallel
+
+    def __call__(self, *args):
+        return self.parallel(*args)
+
+
+def parallel_kernel(function, **options):
+    """``ParallelKernel(function)``: use it as ``kernel = parallel_kernel(_kernel)`` at module level."""
+    return ParallelKernel(function, **options)

@@ -47,3 +47,14 @@ def pytest_terminal_summary(terminalreporter):
     counts = ", ".join(f"{name} {n}" for name, n in sorted(corpus.COUNTS.items()))
     terminalreporter.write_line(f"torch corpus: {sum(corpus.COUNTS.values())} cases ran ({counts}); "
                                 f"listed differences: {len(corpus.DIFFERENCES)}")
+
+
+@pytest.fixture(scope="module", params=["serial", "parallel"])
+def kernel_build(request):
+    """Run a module's tests twice: every kernel in its serial build, then every kernel in its parallel
+    one (minicnn picks by the size of the work, and the tests' inputs are mostly small)."""
+    from minicnn import runtime
+    saved = runtime.SERIAL_BELOW
+    runtime.SERIAL_BELOW = 0 if request.param == "parallel" else 1 << 62
+    yield request.param
+    runtime.SERIAL_BELOW = saved

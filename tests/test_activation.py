@@ -1,11 +1,14 @@
 """ReLU, Linear, Flatten, LogSoftmax and Dropout against torch or hand-derived values."""
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
 from strategies import DTYPES, array, generator, seeds
+
+pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
 
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
 # also a 0-d array (one number) and empty arrays, which torch accepts for element-wise layers

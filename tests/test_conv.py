@@ -12,6 +12,8 @@ from minicnn.functional.conv import (conv2d_backward, conv2d_backward_im2col, co
 import minicnn.functional.conv as conv_module
 from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds
 
+pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
+
 
 def make_conv(case, dtype, seed, impl="fast"):
     return mc.Conv2d(**case["args"], dtype=dtype, generator=np.random.default_rng(seed), impl=impl)

@@ -7,6 +7,8 @@ import minicnn as mc
 from helpers import compare_with_torch
 from strategies import DTYPES, array, batchnorm_cases, generator, seeds
 
+pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
+
 
 def make_bn(case, dtype):
     cls = mc.BatchNorm2d if case["kind"] == "2d" else mc.BatchNorm1d

@@ -1,5 +1,6 @@
 """MaxPool2d against torch (with ties, overlap, padding, dilation, ceil_mode), naive versus fast."""
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, strategies as st
@@ -8,6 +9,8 @@ import minicnn as mc
 from helpers import assert_close, compare_with_torch
 from minicnn.functional.pool import maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward, maxpool2d_forward_naive
 from strategies import DTYPES, IMPLS, array, generator, pool_cases, seeds
+
+pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
 
 
 @given(case=pool_cases(), dtype=DTYPES, seed=seeds, ties=st.booleans(), impl=IMPLS)

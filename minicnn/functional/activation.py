@@ -6,7 +6,9 @@ wrappers restore the caller's shape.
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ..runtime import parallel_kernel
 
 
 # ---------------------------------------------------------------------------
@@ -23,8 +25,8 @@ def _relu_backward_kernel(dout, out, dx):
         dx[i] = 0 if out[i] <= 0 else dout[i]
 
 
-relu_forward_kernel = njit(parallel=True, cache=True)(_relu_forward_kernel)
-relu_backward_kernel = njit(parallel=True, cache=True)(_relu_backward_kernel)
+relu_forward_kernel = parallel_kernel(_relu_forward_kernel)
+relu_backward_kernel = parallel_kernel(_relu_backward_kernel)
 
 
 class ReLUCache(NamedTuple):
@@ -35,7 +37,7 @@ class ReLUCache(NamedTuple):
 def relu_forward(x):
     """``out = max(x, 0)``, any shape (0-d too). Returns ``(out, ReLUCache)``."""
     out = np.empty_like(x)
-    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
+    relu_forward_kernel.for_work(x.size)(x.reshape(-1), out.reshape(-1))
     return out, ReLUCache(out)
 
 
@@ -49,7 +51,7 @@ def relu_backward(dout, cache):
     """
     out = cache.out
     dx = np.empty_like(out)
-    relu_backward_kernel(np.ascontiguousarray(dout, dtype=out.dtype).reshape(-1), out.reshape(-1), dx.reshape(-1))
+    relu_backward_kernel.for_work(dx.size)(np.ascontiguousarray(dout, dtype=out.dtype).reshape(-1), out.reshape(-1), dx.reshape(-1))
     return dx
 
 
@@ -89,8 +91,8 @@ def _log_softmax_backward_kernel(dout, out, dx):
             dx[r, k] = dout[r, k] - np.exp(out[r, k]) * s
 
 
-log_softmax_forward_kernel = njit(parallel=True, cache=True)(_log_softmax_forward_kernel)
-log_softmax_backward_kernel = njit(parallel=True, cache=True)(_log_softmax_backward_kernel)
+log_softmax_forward_kernel = parallel_kernel(_log_softmax_forward_kernel)
+log_softmax_backward_kernel = parallel_kernel(_log_softmax_backward_kernel)
 
 
 def _rows(x, dim):
@@ -110,7 +112,7 @@ def log_softmax_forward(x, dim=1):
     """``log(softmax(x))`` along ``dim``, computed stably. Returns ``(out, cache)``."""
     rows, moved_shape = _rows(x, dim)
     out = np.empty_like(rows)
-    log_softmax_forward_kernel(rows, out)
+    log_softmax_forward_kernel.for_work(rows.size)(rows, out)
     return np.moveaxis(out.reshape(moved_shape), -1, dim), LogSoftmaxCache(out, dim, moved_shape)
 
 
@@ -125,7 +127,7 @@ def log_softmax_backward(dout, cache):
     out, dim, moved_shape = cache.out_rows, cache.dim, cache.moved_shape
     drows, _ = _rows(np.asarray(dout, dtype=out.dtype), dim)
     dx = np.empty_like(out)
-    log_softmax_backward_kernel(drows, out, dx)
+    log_softmax_backward_kernel.for_work(drows.size)(drows, out, dx)
     return np.moveaxis(dx.reshape(moved_shape), -1, dim)
 
 
@@ -137,7 +139,7 @@ def _scale_by_mask_kernel(x, mask, scale, out):
         out[i] = x[i] * scale if mask[i] else 0
 
 
-scale_by_mask_kernel = njit(parallel=True, cache=True)(_scale_by_mask_kernel)
+scale_by_mask_kernel = parallel_kernel(_scale_by_mask_kernel)
 
 
 class DropoutCache(NamedTuple):
@@ -154,12 +156,12 @@ def dropout_forward(x, p, rng):
     keep = rng.random(x.shape) >= p
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
     out = np.empty_like(x)
-    scale_by_mask_kernel(x.reshape(-1), keep.reshape(-1), scale, out.reshape(-1))
+    scale_by_mask_kernel.for_work(x.size)(x.reshape(-1), keep.reshape(-1), scale, out.reshape(-1))
     return out, DropoutCache(keep, scale)
 
 
 def dropout_backward(dout, cache):
     """``dx = dout * keep / (1 - p)``: the same mask and scale as the forward."""
     dx = np.empty(np.shape(dout), dtype=np.asarray(dout).dtype)  # (np.ascontiguousarray would make 0-d 1-D)
-    scale_by_mask_kernel(np.ascontiguousarray(dout).reshape(-1), cache.keep.reshape(-1), cache.scale, dx.reshape(-1))
+    scale_by_mask_kernel.for_work(dx.size)(np.ascontiguousarray(dout).reshape(-1), cache.keep.reshape(-1), cache.scale, dx.reshape(-1))
     return dx

@@ -29,6 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from .. import runtime
+from ..runtime import parallel_kernel
 from .fast_conv import (
     BLOCK_ELEMENTS,
     LANES,
@@ -218,10 +220,10 @@ def _nchw_to_gemm(dout, dout_mat, db):
         db[f] = acc
 
 
-im2col = njit(parallel=True, cache=True)(_im2col)
-col2im = njit(parallel=True, cache=True)(_col2im)
-gemm_to_nchw = njit(parallel=True, cache=True)(_gemm_to_nchw)
-nchw_to_gemm = njit(parallel=True, cache=True)(_nchw_to_gemm)
+im2col = parallel_kernel(_im2col)
+col2im = parallel_kernel(_col2im)
+gemm_to_nchw = parallel_kernel(_gemm_to_nchw)
+nchw_to_gemm = parallel_kernel(_nchw_to_gemm)
 
 
 # ---------------------------------------------------------------------------
@@ -342,10 +344,10 @@ def conv2d_forward_im2col(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dil
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         part, out_part = _chunk_view(cols, C * KH * KW, (n1 - n0) * P), _chunk_view(out_mat, F, (n1 - n0) * P)
-        im2col(x[n0:n1], KH, KW, *geo, part)
+        im2col.for_work(part.size)(x[n0:n1], KH, KW, *geo, part)
         for fs, rs in _group_slices(F, C * KH * KW, groups):
             np.matmul(w_mat[fs], part[rs], out=out_part[fs])
-        gemm_to_nchw(out_part, bias, out[n0:n1])
+        gemm_to_nchw.for_work(out_part.size)(out_part, bias, out[n0:n1])
     return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x, w, b is not None, geo, groups)
 
 
@@ -357,7 +359,7 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
     P = geo.out_h * geo.out_w
     dout_mat = np.empty((F, N * P), dtype=w.dtype)
     db = np.empty(F, dtype=w.dtype)
-    nchw_to_gemm(np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, P), dout_mat, db)
+    nchw_to_gemm.for_work(dout_mat.size)(np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, P), dout_mat, db)
     w_mat = w.reshape(F, Cg * KH * KW)
     dw_mat, dw_part = np.zeros_like(w_mat), np.empty_like(w_mat)
     dx = np.empty((N, C, H, W), dtype=w.dtype)
@@ -368,14 +370,14 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
         n1 = min(N, n0 + chunk)
         part, dpart = _chunk_view(cols, C * KH * KW, (n1 - n0) * P), _chunk_view(dcols, C * KH * KW, (n1 - n0) * P)
         dout_part = dout_mat[:, n0 * P:n1 * P]
-        im2col(x[n0:n1], KH, KW, *geo, part)
+        im2col.for_work(part.size)(x[n0:n1], KH, KW, *geo, part)
         for fs, rs in _group_slices(F, C * KH * KW, groups):
             np.matmul(dout_part[fs], part[rs].T, out=dw_part[fs])     # dW_g += dout_g @ cols_g.T
             if input_grad:
                 np.matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])  # dcols_g = W_g.T @ dout_g
         dw_mat += dw_part
         if input_grad:
-            col2im(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
+            col2im.for_work(dpart.size)(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])
     return (dx if input_grad else None), dw_mat.reshape(w.shape), (db if cache.has_bias else None)
 
 
@@ -405,6 +407,11 @@ def _weight_matrix(w, groups, transposed, channels_last, row_multiple, column_mu
     return matrix
 
 
+def _multiply_adds(out_shape, taps):
+    """Multiply-adds of a convolution pass: every output element sums ``taps`` products."""
+    return int(np.prod(out_shape, dtype=np.int64)) * taps
+
+
 def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, upsample=(1, 1), transposed=False):
     """out (N, F, OH, OW) = the convolution of x (N, C, H, W) by w with per-axis ``stride``,
     ``pad_before`` (negative crops) and ``dilation``, after ``upsample - 1`` zeros are put between
@@ -417,22 +424,23 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     KH, KW = w.shape[2:]
     (OH, OW), (sh, sw), (dh, dw) = out_hw, stride, dilation
     Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
-    threads = get_num_threads()
+    work = _multiply_adds(out.shape, C // groups * KH * KW) // 32
+    threads = 1 if work < runtime.SERIAL_BELOW else get_num_threads()
     if stride == (1, 1) and (C // groups) * KH * KW < DIRECT_MAX_TAPS:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
-        pad_nchw(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
+        pad_nchw.for_work(xp.size)(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
         w_taps = _weight_matrix(w, groups, transposed, False, PASS_ROWS, PASS_TAPS)
         Cg = C // groups
         offsets = np.zeros(w_taps.shape[2], dtype=np.int64)
         c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
         offsets[:Cg * KH * KW] = (c * Hp + i * dh) * Wp + j * dw
-        conv2d_direct_forward(xp, offsets, w_taps, bias, OH, OW, threads, out)
+        conv2d_direct_forward.for_work(work)(xp, offsets, w_taps, bias, OH, OW, threads, out)
     else:
         xp = np.empty((N, Hp, Wp, C), dtype=x.dtype)
-        pad_nhwc(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
+        pad_nhwc.for_work(xp.size)(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
         w_rows = _weight_matrix(w, groups, transposed, True, TILE_B, LANES)
         block = _pixel_block(OH * OW, w_rows.shape[2], N * groups, threads)
-        conv2d_rows_forward(xp, w_rows, bias, KH, KW, sh, sw, dh, dw, OW, block, threads, out.reshape(N, -1, OH * OW))
+        conv2d_rows_forward.for_work(work)(xp, w_rows, bias, KH, KW, sh, sw, dh, dw, OW, block, threads, out.reshape(N, -1, OH * OW))
 
 
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
@@ -497,7 +505,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     P = geo.out_h * geo.out_w
     dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, geo.out_h, geo.out_w)
     dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
-    workers = max(1, min(N, get_num_threads()))
+    work = _multiply_adds(dout.shape, Cg * KH * KW) // 32
+    workers = 1 if work < runtime.SERIAL_BELOW else max(1, min(N, get_num_threads()))
     dw_partial = np.zeros((workers, groups, F // groups, Cg * KH * KW), dtype=w.dtype)
     db_partial = np.zeros((workers, F), dtype=w.dtype)
     if N and P and input_grad:
@@ -508,9 +517,9 @@ def conv2d_backward(dout, cache, input_grad=True):
         Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
         Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
         xp = np.empty((N, C, Hp, Wp), dtype=w.dtype)
-        pad_nchw(x, geo.pad_top, geo.pad_left, 1, 1, xp)
+        pad_nchw.for_work(xp.size)(x, geo.pad_top, geo.pad_left, 1, 1, xp)
         images = max(1, min(N, WEIGHT_GRAD_ELEMENTS // max(1, Cg * KH * KW * P)))
-        conv2d_weight_grad(xp, dout.reshape(N, F, P), KH, KW, geo.stride_h, geo.stride_w, geo.dil_h, geo.dil_w,
+        conv2d_weight_grad.for_work(work)(xp, dout.reshape(N, F, P), KH, KW, geo.stride_h, geo.stride_w, geo.dil_h, geo.dil_w,
                            geo.out_h, geo.out_w, groups, images, dw_partial, db_partial)
     db = db_partial.sum(axis=0)
     return dx, dw_partial.sum(axis=0).reshape(w.shape), (db if cache.has_bias else None)

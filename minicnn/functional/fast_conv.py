@@ -21,6 +21,7 @@ import numpy as np
 from llvmlite import binding
 from numba import config, njit, prange
 
+from ..runtime import parallel_kernel
 from .microkernels import (
     pixel_pass_2x4,
     pixel_pass_4x8,
@@ -249,10 +250,10 @@ def _conv2d_direct_forward(xp, offsets, w_taps, bias, OH, OW, workers, out):
                         dst[to + ow] = src[frm + ow]
 
 
-pad_nhwc = njit(parallel=True, cache=True)(_pad_nhwc)
-pad_nchw = njit(parallel=True, cache=True)(_pad_nchw)
-conv2d_direct_forward = njit(parallel=True, cache=True)(_conv2d_direct_forward)
+pad_nhwc = parallel_kernel(_pad_nhwc)
+pad_nchw = parallel_kernel(_pad_nchw)
+conv2d_direct_forward = parallel_kernel(_conv2d_direct_forward)
 gather_rows = njit(cache=True)(_gather_rows)
 gather_columns = njit(cache=True)(_gather_columns)
-conv2d_rows_forward = njit(parallel=True, cache=True)(_conv2d_rows_forward)
-conv2d_weight_grad = njit(parallel=True, cache=True)(_conv2d_weight_grad)
+conv2d_rows_forward = parallel_kernel(_conv2d_rows_forward)
+conv2d_weight_grad = parallel_kernel(_conv2d_weight_grad)

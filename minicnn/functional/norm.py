@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from ..runtime import parallel_kernel
+
 
 def _normalize_channel(x, c, mean, invstd, gamma, beta, xhat, out):
     """xhat = (x - mean) * invstd and out = gamma * xhat + beta, for channel c."""
@@ -88,9 +90,9 @@ def _batchnorm_backward_kernel(dout, xhat, gamma, invstd, batch_stats, dx, dgamm
                     dx[n, c, m] = k * dout[n, c, m]
 
 
-batchnorm_train_forward_kernel = njit(parallel=True, cache=True)(_batchnorm_train_forward_kernel)
-batchnorm_eval_forward_kernel = njit(parallel=True, cache=True)(_batchnorm_eval_forward_kernel)
-batchnorm_backward_kernel = njit(parallel=True, cache=True)(_batchnorm_backward_kernel)
+batchnorm_train_forward_kernel = parallel_kernel(_batchnorm_train_forward_kernel)
+batchnorm_eval_forward_kernel = parallel_kernel(_batchnorm_eval_forward_kernel)
+batchnorm_backward_kernel = parallel_kernel(_batchnorm_backward_kernel)
 
 
 class BatchNormCache(NamedTuple):
@@ -133,12 +135,12 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
         invstd[...] = 0
     elif batch_stats:
         mean, var, var_unbiased = (np.empty(C, dtype=x.dtype) for _ in range(3))
-        batchnorm_train_forward_kernel(x3, gamma, beta, eps, out, xhat, mean, var, var_unbiased, invstd)
+        batchnorm_train_forward_kernel.for_work(x3.size)(x3, gamma, beta, eps, out, xhat, mean, var, var_unbiased, invstd)
         if running_mean is not None:
             running_mean[...] = momentum * mean + (1 - momentum) * running_mean
             running_var[...] = momentum * var_unbiased + (1 - momentum) * running_var
     else:
-        batchnorm_eval_forward_kernel(x3, gamma, beta, running_mean, running_var, eps, out, xhat, invstd)
+        batchnorm_eval_forward_kernel.for_work(x3.size)(x3, gamma, beta, running_mean, running_var, eps, out, xhat, invstd)
     return out.reshape(x.shape), BatchNormCache(xhat, gamma, invstd, batch_stats, x.shape)
 
 
@@ -168,5 +170,5 @@ def batchnorm_backward(dout, cache):
     dgamma, dbeta = np.zeros(C, dtype=xhat.dtype), np.zeros(C, dtype=xhat.dtype)
     if xhat.size == 0:  # an empty batch: no gradient anywhere
         return dx.reshape(shape), dgamma, dbeta
-    batchnorm_backward_kernel(dout3, xhat, cache.gamma, cache.invstd, cache.batch_stats, dx, dgamma, dbeta)
+    batchnorm_backward_kernel.for_work(dout3.size)(dout3, xhat, cache.gamma, cache.invstd, cache.batch_stats, dx, dgamma, dbeta)
     return dx.reshape(shape), dgamma, dbeta

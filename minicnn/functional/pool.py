@@ -32,6 +32,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from ..runtime import parallel_kernel
+
 
 def maxpool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode):
     """torch's pooling output size (see the module docstring)."""
@@ -181,8 +183,8 @@ def _maxpool2d_backward_kernel(dout, indices, dx):
                     dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
 
 
-maxpool2d_forward_kernel = njit(parallel=True, cache=True)(_maxpool2d_forward_kernel)
-maxpool2d_backward_kernel = njit(parallel=True, cache=True)(_maxpool2d_backward_kernel)
+maxpool2d_forward_kernel = parallel_kernel(_maxpool2d_forward_kernel)
+maxpool2d_backward_kernel = parallel_kernel(_maxpool2d_backward_kernel)
 
 
 # ---------------------------------------------------------------------------
@@ -253,12 +255,13 @@ def maxpool2d_forward(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_m
     shape = maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
     out = np.empty(shape, dtype=x.dtype)
     indices = np.empty(shape, dtype=np.int64)
-    maxpool2d_forward_kernel(x, *_geometry_args(kernel, stride, padding, dilation), out, indices)
+    work = out.size * kernel[0] * kernel[1]
+    maxpool2d_forward_kernel.for_work(work)(x, *_geometry_args(kernel, stride, padding, dilation), out, indices)
     return out, PoolCache(indices, x.shape, x.dtype)
 
 
 def maxpool2d_backward(dout, cache):
     """Scatter-add ``dout`` to the recorded winners. Returns dx of the input's shape."""
     dx = np.empty(cache.x_shape, dtype=cache.dtype)
-    maxpool2d_backward_kernel(np.ascontiguousarray(dout, dtype=cache.dtype), cache.indices, dx)
+    maxpool2d_backward_kernel.for_work(dx.size)(np.ascontiguousarray(dout, dtype=cache.dtype), cache.indices, dx)
     return dx
