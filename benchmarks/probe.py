@@ -63,9 +63,13 @@ def memory(engine, model, batch):
 
 
 def policy(threads, repeats, blas_threads=None):
-    """minicnn and torch training steps at batch 64 with ``blas_threads`` (None: minicnn's default policy)."""
-    mc.set_num_threads(threads, blas_threads)
-    torch.set_num_threads(threads)
+    """minicnn and torch training steps at batch 64 with ``blas_threads`` (None: minicnn's default policy).
+
+    ``threads`` 0: neither ``set_num_threads`` is called, as in a script that never thinks of threads.
+    """
+    if threads:
+        mc.set_num_threads(threads, blas_threads)
+        torch.set_num_threads(threads)
     rows = []
     for name in ("article", "notebook-bn"):
         pair = ModelPair(name, 64, np.random.default_rng(2))
@@ -123,7 +127,7 @@ def main(argv=None):
     mem.add_argument("model", choices=SEED_MODELS)
     mem.add_argument("batch", type=int)
     pol = sub.add_parser("policy")
-    pol.add_argument("threads", type=int)
+    pol.add_argument("threads", type=int, help="0: no set_num_threads call")
     pol.add_argument("repeats", type=int)
     pol.add_argument("--blas-threads", type=int, default=None, help="default: minicnn's policy")
     sub.add_parser("compile")

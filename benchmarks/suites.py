@@ -110,12 +110,14 @@ def scaling_suite(batches, threads, budget, log):
 
 SPINNING = {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": ""}
 # (label, environment for a fresh process, BLAS threads as a function of the thread count or None for
-# minicnn's default policy, whether the process imports numpy and torch before minicnn)
+# minicnn's default policy, whether the process imports numpy and torch before minicnn, whether it
+# calls set_num_threads)
 POLICIES = [
-    ("spinning pools, Numba N + BLAS N", SPINNING, lambda threads: threads, False),
-    ("spinning pools, Numba N + BLAS 1", SPINNING, lambda threads: 1, False),
-    ("minicnn imported first (default policy)", {}, None, False),
-    ("numpy and torch imported first (default policy)", {}, None, True),
+    ("spinning pools, Numba N + BLAS N", SPINNING, lambda threads: threads, False, True),
+    ("spinning pools, Numba N + BLAS 1", SPINNING, lambda threads: 1, False, True),
+    ("minicnn imported first (default policy)", {}, None, False, True),
+    ("numpy and torch imported first (default policy)", {}, None, True, True),
+    ("numpy and torch imported first, no set_num_threads call", {}, None, True, False),
 ]
 
 
@@ -127,8 +129,9 @@ def thread_policy_suite(threads, budget, log):
     quiet, or at one thread when numpy was imported first (see minicnn.runtime).
     """
     rows = []
-    for label, env, blas, numpy_first in POLICIES:
-        args = ["policy", threads, budget.repeats] + ([] if blas is None else ["--blas-threads", blas(threads)])
+    for label, env, blas, numpy_first, set_threads in POLICIES:
+        args = ["policy", threads if set_threads else 0, budget.repeats]
+        args += [] if blas is None else ["--blas-threads", blas(threads)]
         for row in probe.run(*args, env=dict(os.environ, **env), numpy_first=numpy_first):
             rows.append(dict(kind="policy", phase=label, batch=64, **row))
             log(rows[-1])
