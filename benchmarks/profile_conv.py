@@ -1,17 +1,25 @@
 """``python -m benchmarks.profile_conv``: where the time of article's second convolution goes, piece by piece.
 
-Times each stage of ``conv2d_forward`` / ``conv2d_backward`` (16->32 channels, 5x5, padding 2, 14x14,
-batch 64, float32) for the whole batch at once: im2col, the three matrix products, the layout copy and
-col2im, with the GEMMs' GFLOP/s beside a large matmul's (the practical peak) measured in the same run.
-Medians of 30 calls, in this process, with minicnn's thread policy.
+Times the fast path of ``conv2d_forward`` / ``conv2d_backward`` (16->32 channels, 5x5, padding 2, 14x14,
+batch 64, float32) stage by stage: the padding copy, the gathered-rows kernel (gather + register
+tiles), the input gradient (the same kernel on the flipped weights) and the weight gradient, each
+beside torch's time for the same operation, then the register-tile microkernel alone on one thread
+on one block (what the tiles reach without the copies), and the im2col path's stages for comparison.
+GFLOP/s are beside a large float32 matmul's (the practical peak), measured in the same run.
+Medians of 30 calls, in this process, with minicnn's thread policy and torch on the same threads.
 """
+import resource
 import statistics
 import time
 
+import numba
 import numpy as np
+import torch
+import torch.nn.functional as TF
 
 import minicnn as mc
-from minicnn.functional.conv import col2im, conv2d_geometry, gemm_to_nchw, im2col
+from minicnn.functional import conv as conv_module
+from minicnn.functional import fast_conv
 
 from .machine import matmul_peak_gflops
 
@@ -26,34 +34,80 @@ def median_ms(fn, calls=30):
     return 1e3 * statistics.median(times)
 
 
+def page_faults_per_call(fn, calls=20):
+    """Minor page faults per call: each is a fresh page of memory the kernel had to map and zero."""
+    fn()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
+def _report(name, ms, flops=0, torch_ms=None):
+    rate = f"  {flops / ms / 1e6:6.1f} GFLOP/s" if flops else " " * 16
+    theirs = f"   torch {torch_ms:7.3f} ms  ratio {ms / torch_ms:4.2f}" if torch_ms else ""
+    print(f"  {name:<44} {ms:7.3f} ms{rate}{theirs}")
+
+
 def main(N=64, C=16, H=14, F=32, K=5, P=2):
-    mc.set_num_threads()
+    threads = mc.set_num_threads()
+    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     x = rng.random((N, C, H, H), dtype=np.float32)
     w = rng.random((F, C, K, K), dtype=np.float32)
-    geo = conv2d_geometry(x.shape, w.shape, (1, 1), (P, P, P, P), (1, 1))
-    positions = geo.out_h * geo.out_w
-    cols = np.empty((C * K * K, N * positions), np.float32)
-    w_mat = w.reshape(F, -1)
-    out_mat = w_mat @ cols
-    dout_mat = rng.random((F, N * positions), dtype=np.float32)
-    dcols = w_mat.T @ dout_mat
-    gemm_flops = 2 * F * C * K * K * N * positions
-    stages = [
-        ("im2col", lambda: im2col(x, K, K, *geo, cols), 0),
-        ("forward GEMM  W @ cols", lambda: w_mat @ cols, gemm_flops),
-        ("GEMM result to NCHW (+bias)", lambda: gemm_to_nchw(out_mat, np.zeros(F, np.float32),
-                                                            np.empty((N, F, positions), np.float32)), 0),
-        ("dW GEMM  dout @ cols.T", lambda: dout_mat @ cols.T, gemm_flops),
-        ("dcols GEMM  W.T @ dout", lambda: w_mat.T @ dout_mat, gemm_flops),
-        ("col2im", lambda: col2im(dcols, N, C, H, H, K, K, *geo, np.empty_like(x)), 0),
-    ]
+    b = np.zeros(F, np.float32)
+    geo = conv_module.conv2d_geometry(x.shape, w.shape, (1, 1), (P, P, P, P), (1, 1))
+    OH, OW = geo.out_h, geo.out_w
+    dout = rng.random((N, F, OH, OW), dtype=np.float32)
+    xt, wt, dt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dout)
+    flops = 2 * N * F * OH * OW * C * K * K
     peak = matmul_peak_gflops()["numpy"]
-    print(f"Conv2d {C}->{F} {K}x{K} p{P} on {N}x{C}x{H}x{H}, float32; a 4096² float32 matmul: {peak:.0f} GFLOP/s")
-    for name, fn, flops in stages:
-        ms = median_ms(fn)
-        rate = f"  {flops / ms / 1e6:6.1f} GFLOP/s" if flops else ""
-        print(f"  {name:<30} {ms:7.3f} ms{rate}")
+    print(f"Conv2d {C}->{F} {K}x{K} p{P} on {N}x{C}x{H}x{H}, float32, {threads} threads; "
+          f"a 4096² float32 matmul: {peak:.0f} GFLOP/s")
+
+    _, cache = conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)
+    xp = np.empty((N, H + 2 * P, H + 2 * P, C), np.float32)
+    w_rows = conv_module._weight_matrix(w, 1, False, True, fast_conv.TILE_B, fast_conv.LANES)
+    block = conv_module._pixel_block(OH * OW, w_rows.shape[2], N, threads)
+    out = np.empty((N, F, OH * OW), np.float32)
+    print("fast path (impl='fast'):")
+    _report("pad to NHWC (pad_nhwc)", median_ms(lambda: fast_conv.pad_nhwc(x, P, P, 1, 1, xp)))
+    _report("gather rows + tile products (rows_forward)",
+            median_ms(lambda: fast_conv.conv2d_rows_forward(xp, w_rows, b, K, K, 1, 1, 1, 1, OW, block, threads, out)),
+            flops)
+    _report("whole forward (conv2d_forward)", median_ms(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)),
+            flops, median_ms(lambda: TF.conv2d(xt, wt, padding=P)))
+    faults = page_faults_per_call(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4))
+    print(f"  {'':<44} ({faults:.0f} page faults per call; minicnn.runtime.MALLOC_TUNED={mc.runtime.MALLOC_TUNED})")
+    dw_only = median_ms(lambda: conv_module.conv2d_backward(dout, cache, input_grad=False))
+    both = median_ms(lambda: conv_module.conv2d_backward(dout, cache))
+    _report("input gradient (backward minus the next row)", both - dw_only, flops,
+            median_ms(lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dt, padding=P)))
+    _report("weight + bias gradient (input_grad=False)", dw_only, flops,
+            median_ms(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dt, padding=P)))
+
+    rows = np.zeros((block, w_rows.shape[2]), np.float32)
+    fast_conv.gather_rows(xp, 0, 0, C, K, K, 1, 1, 1, 1, OW, 0, block, rows)
+    part = np.empty((F, block), np.float32)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    _report(f"one thread: gather_rows, one block of {block} pixels",
+            median_ms(lambda: fast_conv.gather_rows(xp, 0, 0, C, K, K, 1, 1, 1, 1, OW, 0, block, rows), 200))
+    _report(f"one thread: tile_products {fast_conv.TILE_A}x{fast_conv.TILE_B}, same block",
+            median_ms(lambda: fast_conv.tile_products(rows, w_rows[0], block, F, w_rows.shape[2], part, 0, b, False), 200),
+            2 * block * F * C * K * K)
+    numba.set_num_threads(saved)
+
+    print("im2col path (impl='im2col'), for comparison:")
+    cols = np.empty((C * K * K, N * OH * OW), np.float32)
+    w_mat = w.reshape(F, -1)
+    dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, -1).copy()
+    dcols = w_mat.T @ dout_mat
+    _report("im2col", median_ms(lambda: conv_module.im2col(x, K, K, *geo, cols)))
+    _report("forward GEMM  W @ cols", median_ms(lambda: w_mat @ cols), flops)
+    _report("dW GEMM  dout @ cols.T", median_ms(lambda: dout_mat @ cols.T), flops)
+    _report("dcols GEMM  W.T @ dout", median_ms(lambda: w_mat.T @ dout_mat), flops)
+    _report("col2im", median_ms(lambda: conv_module.col2im(dcols, N, C, H, H, K, K, *geo, np.empty_like(x))))
 
 
 if __name__ == "__main__":

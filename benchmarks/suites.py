@@ -118,6 +118,8 @@ POLICIES = [
     ("minicnn imported first (default policy)", {}, None, False, True),
     ("numpy and torch imported first (default policy)", {}, None, True, True),
     ("numpy and torch imported first, no set_num_threads call", {}, None, True, False),
+    ("minicnn imported first, malloc left alone (MINICNN_MALLOC=default)", {"MINICNN_MALLOC": "default"}, None, False,
+     True),
 ]
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
@@ -27,6 +27,8 @@ def test_relu_matches_torch(shape, dtype, seed):
 
 @given(n=st.integers(1, 4), lead=st.lists(st.integers(1, 3), max_size=2), fin=st.integers(1, 7),
        fout=st.integers(1, 7), bias=st.booleans(), dtype=DTYPES, seed=seeds)
+@example(n=1, lead=[], fin=5, fout=3, bias=True, dtype=np.float32, seed=0)  # one sample: dw as an outer product
+@example(n=1, lead=[], fin=5, fout=3, bias=False, dtype=np.float64, seed=1)
 def test_linear_matches_torch(n, lead, fin, fout, bias, dtype, seed):
     rng = generator(seed)
     layer = mc.Linear(fin, fout, bias=bias, dtype=dtype, generator=rng)

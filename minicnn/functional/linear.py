@@ -1,7 +1,7 @@
 """Fully connected layer: ``y = x @ W.T + b``.
 
-The work is one BLAS matrix product each way, so there is nothing for a
-hand-written kernel to add: these functions call numpy's matmul directly.
+The work is one BLAS matrix product each way, so these functions call numpy's matmul
+directly; one sample's weight gradient is an outer product (see ``linear_backward``).
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
@@ -30,7 +30,11 @@ def linear_backward(dout, cache):
     Notes
     -----
     From ``y[n, o] = sum_i x[n, i] w[o, i] + b[o]``:
-    ``dx = dout @ w``, ``dw = dout.T @ x``, ``db = dout.sum(0)``.
+    ``dx = dout @ w``, ``dw = dout.T @ x``, ``db = dout.sum(0)``. With one sample ``dw`` is the outer
+    product of ``dout[0]`` and ``x[0]``, computed as one: OpenBLAS's product with a reduction of length 1
+    is several times slower (Linear 2000->500 on the AMD EPYC machine: 1.6 ms against 0.46 ms).
     """
     dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
-    return dout @ cache.w, dout.T @ cache.x, (dout.sum(axis=0) if cache.has_bias else None)
+    x = cache.x
+    dw = np.multiply.outer(dout[0], x[0]) if dout.ndim == 2 and dout.shape[0] == 1 else dout.T @ x
+    return dout @ cache.w, dw, (dout.sum(axis=0) if cache.has_bias else None)
