@@ -147,8 +147,8 @@ def set_num_threads(threads=None, blas_threads=None):
 # ---------------------------------------------------------------------------
 # Work below which a kernel runs on the calling thread: element-wise kernels count elements, the
 # convolution counts multiply-adds / 32 (it does about 32 per nanosecond, an element-wise pass
-# about one element). Starting a parallel region costs tens of microseconds, mostly waking the
-# other core (measured: a 5,760-element ReLU, 61 us parallel against 1 us serial; README, "Benchmarks").
+# about one element). Starting a parallel region costs tens of microseconds
+# (a 5,760-element ReLU: 39 us parallel against 0.7 us serial; README, "Threads").
 SERIAL_BELOW = 1 << 16
 
 
@@ -170,6 +170,12 @@ class ParallelKernel:
 
     def for_work(self, work):
         return self.serial if work < SERIAL_BELOW else self.parallel
+
+
+def threads_for(work):
+    """The threads a kernel given ``work`` runs on: 1 below ``SERIAL_BELOW`` (``ParallelKernel.for_work``
+    takes the serial build there), else Numba's thread count."""
+    return 1 if work < SERIAL_BELOW else numba.get_num_threads()
 
     def __call__(self, *args):
         return self.parallel(*args)

@@ -27,7 +27,7 @@ row/column at the bottom/right, exactly as torch does.
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from .. import runtime
 from ..runtime import parallel_kernel
@@ -425,7 +425,7 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     (OH, OW), (sh, sw), (dh, dw) = out_hw, stride, dilation
     Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
     work = _multiply_adds(out.shape, C // groups * KH * KW) // 32
-    threads = 1 if work < runtime.SERIAL_BELOW else get_num_threads()
+    threads = runtime.threads_for(work)
     if stride == (1, 1) and (C // groups) * KH * KW < DIRECT_MAX_TAPS:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         pad_nchw.for_work(xp.size)(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
@@ -506,7 +506,7 @@ def conv2d_backward(dout, cache, input_grad=True):
     dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, geo.out_h, geo.out_w)
     dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
     work = _multiply_adds(dout.shape, Cg * KH * KW) // 32
-    workers = 1 if work < runtime.SERIAL_BELOW else max(1, min(N, get_num_threads()))
+    workers = max(1, min(N, runtime.threads_for(work)))
     dw_partial = np.zeros((workers, groups, F // groups, Cg * KH * KW), dtype=w.dtype)
     db_partial = np.zeros((workers, F), dtype=w.dtype)
     if N and P and input_grad:

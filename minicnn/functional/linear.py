@@ -36,5 +36,5 @@ def linear_backward(dout, cache):
     """
     dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
     x = cache.x
-    dw = np.multiply.outer(dout[0], x[0]) if dout.ndim == 2 and dout.shape[0] == 1 else dout.T @ x
+    dw = np.multiply.outer(dout[0], x[0]) if dout.shape[0] == 1 else dout.T @ x
     return dout @ cache.w, dw, (dout.sum(axis=0) if cache.has_bias else None)
