@@ -171,12 +171,6 @@ class ParallelKernel:
     def for_work(self, work):
         return self.serial if work < SERIAL_BELOW else self.parallel
 
-
-def threads_for(work):
-    """The threads a kernel given ``work`` runs on: 1 below ``SERIAL_BELOW`` (``ParallelKernel.for_work``
-    takes the serial build there), else Numba's thread count."""
-    return 1 if work < SERIAL_BELOW else numba.get_num_threads()
-
     def __call__(self, *args):
         return self.parallel(*args)
 
@@ -184,3 +178,9 @@ def threads_for(work):
 def parallel_kernel(function, **options):
     """``ParallelKernel(function)``: use it as ``kernel = parallel_kernel(_kernel)`` at module level."""
     return ParallelKernel(function, **options)
+
+
+def threads_for(work):
+    """The threads a kernel given ``work`` runs on: 1 below ``SERIAL_BELOW`` (``ParallelKernel.for_work``
+    takes the serial build there), else Numba's thread count."""
+    return 1 if work < SERIAL_BELOW else numba.get_num_threads()
