@@ -1,10 +1,10 @@
 """``python -m benchmarks.profile_conv``: where the time of article's second convolution goes, piece by piece.
 
 Times the fast path of ``conv2d_forward`` / ``conv2d_backward`` (16->32 channels, 5x5, padding 2, 14x14,
-batch 64, float32) stage by stage: the padding copy, the gathered-rows kernel (gather + register
-tiles), the input gradient (the same kernel on the flipped weights) and the weight gradient, each
-beside torch's time for the same operation, then the register-tile microkernel alone on one thread
-on one block (what the tiles reach without the copies), and the im2col path's stages for comparison.
+batch 64, float32) stage by stage: the forward kernel (padding + outer-product tiles) on every thread
+and on one, the whole forward call, the input gradient (the same kernel on the flipped weights) and
+the weight gradient, each beside torch's time for the same operation, and the im2col path's stages
+for comparison.
 GFLOP/s are beside a large float32 matmul's (the practical peak), measured in the same run.
 Medians of 30 calls, in this process, with minicnn's thread policy and torch on the same threads.
 """
@@ -12,7 +12,6 @@ import resource
 import statistics
 import time
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as TF
@@ -66,15 +65,18 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
           f"a 4096² float32 matmul: {peak:.0f} GFLOP/s")
 
     _, cache = conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)
-    xp = np.empty((N, H + 2 * P, H + 2 * P, C), np.float32)
-    w_rows = conv_module._weight_matrix(w, 1, False, True, fast_conv.TILE_B, fast_conv.LANES)
-    block = conv_module._pixel_block(OH * OW, w_rows.shape[2], N, threads)
-    out = np.empty((N, F, OH * OW), np.float32)
-    print("fast path (impl='fast'):")
-    _report("pad to NHWC (pad_nhwc)", median_ms(lambda: fast_conv.pad_nhwc(x, P, P, 1, 1, xp)))
-    _report("gather rows + tile products (rows_forward)",
-            median_ms(lambda: fast_conv.conv2d_rows_forward(xp, w_rows, b, K, K, 1, 1, 1, 1, OW, block, threads, out)),
-            flops)
+    Hp = H + 2 * P
+    wide, rows, block = fast_conv.tile_shape(F, np.float32)
+    w_taps = np.ascontiguousarray(conv_module._weight_matrix(w, 1, False, block, 1).transpose(0, 2, 1))
+    offsets = conv_module._tap_offsets(C, C, K, K, 1, 1, Hp, Hp, 1)
+    xp = np.empty((N, C, Hp, Hp), np.float32)
+    out = np.empty((N, F, OH, OW), np.float32)
+    kernel_args = (x, P, P, 1, 1, offsets, w_taps, b, 1, 1, wide)
+    print(f"fast path (impl='fast'): outer-product tiles of {rows} pixels x {block} channels")
+    _report("pad + tiles (conv2d_tiles_forward)",
+            median_ms(lambda: fast_conv.conv2d_tiles_forward(*kernel_args, threads, xp, out)), flops)
+    _report("the same on one thread (serial build)",
+            median_ms(lambda: fast_conv.conv2d_tiles_forward.serial(*kernel_args, 1, xp, out)), flops)
     _report("whole forward (conv2d_forward)", median_ms(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)),
             flops, median_ms(lambda: TF.conv2d(xt, wt, padding=P)))
     faults = page_faults_per_call(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4))
@@ -85,18 +87,6 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
             median_ms(lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dt, padding=P)))
     _report("weight + bias gradient (input_grad=False)", dw_only, flops,
             median_ms(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dt, padding=P)))
-
-    rows = np.zeros((block, w_rows.shape[2]), np.float32)
-    fast_conv.gather_rows(xp, 0, 0, C, K, K, 1, 1, 1, 1, OW, 0, block, rows)
-    part = np.empty((F, block), np.float32)
-    saved = numba.get_num_threads()
-    numba.set_num_threads(1)
-    _report(f"one thread: gather_rows, one block of {block} pixels",
-            median_ms(lambda: fast_conv.gather_rows(xp, 0, 0, C, K, K, 1, 1, 1, 1, OW, 0, block, rows), 200))
-    _report(f"one thread: tile_products {fast_conv.TILE_A}x{fast_conv.TILE_B}, same block",
-            median_ms(lambda: fast_conv.tile_products(rows, w_rows[0], block, F, w_rows.shape[2], part, 0, b, False), 200),
-            2 * block * F * C * K * K)
-    numba.set_num_threads(saved)
 
     print("im2col path (impl='im2col'), for comparison:")
     cols = np.empty((C * K * K, N * OH * OW), np.float32)

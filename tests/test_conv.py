@@ -27,15 +27,16 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
 
 
 # Each way the fast kernels can run a pass, forced: pixel passes wherever the stride allows ("direct"),
-# register tiles on gathered rows everywhere ("rows"), and the im2col + BLAS pair.
-PATHS = {"direct": dict(DIRECT_MAX_TAPS=10**9), "rows": dict(DIRECT_MAX_TAPS=0), "im2col": {}}
+# outer-product tiles everywhere ("tiles"), and the im2col + BLAS pair.
+PATHS = {"direct": dict(DIRECT_MAX_TAPS=10**9), "tiles": dict(DIRECT_MAX_TAPS=0), "im2col": {}}
 
 
 @given(case=conv_cases(), dtype=DTYPES, seed=seeds, path=st.sampled_from(sorted(PATHS)), blocks=st.integers(1, 3))
 def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
-    """Every configuration through every path of the fast kernels, with buffers small enough that
-    ``blocks`` images (im2col, weight gradient) or a few pixels (gathered rows) are taken at a time:
-    several blocks, the last one partial, as at a large batch."""
+    """Every configuration through every path of the fast kernels; for im2col with a buffer small
+    enough that ``blocks`` images are unfolded at a time: several chunks, the last one partial, as at
+    a large batch. (The tiles' own edges, a last tile past the last pixel or tap, come with every
+    shape whose pixels or taps are not a multiple of the tile.)"""
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
@@ -49,8 +50,7 @@ def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
     naive, naive_cache = conv2d_forward_naive(x, *args)
     taps = conv.weight.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
     positions = naive.shape[2] * naive.shape[3]
-    sizes = dict(COLS_CHUNK_ELEMENTS=blocks * taps * conv.groups * positions, WEIGHT_GRAD_ELEMENTS=blocks * taps * positions,
-                 BLOCK_ELEMENTS=blocks * 4 * 16, **PATHS[path])
+    sizes = dict(COLS_CHUNK_ELEMENTS=blocks * taps * conv.groups * positions, **PATHS[path])
     forward, backward = ((conv2d_forward_im2col, conv2d_backward_im2col) if path == "im2col"
                          else (conv2d_forward, conv2d_backward))
     with mock.patch.multiple(conv_module, **sizes):

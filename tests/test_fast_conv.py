@@ -1,5 +1,6 @@
 """The fast convolution's own machinery: generated microkernels, both CPU kinds, the seed models' shapes,
 and skipping the input gradient."""
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 import minicnn as mc
 from helpers import assert_close
-from minicnn.functional import conv as conv_module, fast_conv, make_microkernels
+from minicnn.functional import conv as conv_module, fast_conv, make_microkernels, simd
 from minicnn.functional.conv import conv2d_backward, conv2d_backward_naive, conv2d_forward, conv2d_forward_naive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,9 +30,9 @@ def test_microkernels_are_what_the_generator_writes():
 @pytest.mark.parametrize("name", sorted(SEED_CONVS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_model_convolutions_equal_naive(name, dtype):
-    """At the seed models' real sizes, through the default choice of path (pixel passes for few taps,
-    register tiles on gathered rows for many: article conv2's 400 taps and every input gradient
-    but notebook conv1's), with a batch that does not split evenly between the threads."""
+    """At the seed models' real sizes, through the default choice of path (pixel passes for the first
+    layers' 25 taps, outer-product tiles for more: every other pass and every weight gradient), with a
+    batch that does not split evenly between the threads."""
     C, H, F, K, pad = SEED_CONVS[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, C, H, H)).astype(dtype)
@@ -47,13 +48,15 @@ def test_seed_model_convolutions_equal_naive(name, dtype):
 
 
 def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
-    """The 16-register kernels (6x2 tiles, 2x4 passes), compiled for an AVX2 CPU in a fresh process
-    (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both dtypes, groups and strides."""
+    """The 16-register kernels (12x1 and 6x2 tiles of 32-byte vectors, 2x4 passes), compiled for an AVX2
+    CPU in a fresh process (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both
+    dtypes, groups and strides."""
     script = textwrap.dedent("""
         import numpy as np
         from unittest import mock
-        from minicnn.functional import conv, fast_conv
-        assert (fast_conv.TILE_A, fast_conv.TILE_B, fast_conv.PASS_ROWS, fast_conv.PASS_TAPS) == (6, 2, 2, 4)
+        from minicnn.functional import conv, fast_conv, simd
+        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.PASS_ROWS, fast_conv.PASS_TAPS) == (12, 6, 2, 4)
+        assert simd.VECTOR_BYTES == 32
         rng = np.random.default_rng(1)
         cases = [((3, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
                  ((2, 1, 28, 28), (10, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
@@ -84,10 +87,42 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
 
 def test_vector_registers_follow_numba_target(monkeypatch):
     """The tile shapes follow the CPU Numba compiles for: AVX-512 has 32 vector registers, AVX2 16."""
-    monkeypatch.setattr(fast_conv.config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
-    assert fast_conv._vector_registers() == 32
-    monkeypatch.setattr(fast_conv.config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
-    assert fast_conv._vector_registers() == 16
+    monkeypatch.setattr(simd.config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert simd.vector_registers() == 32
+    monkeypatch.setattr(simd.config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert simd.vector_registers() == 16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_operations_against_numpy(dtype):
+    """Each vector operation, compiled, against the NumPy expression it stands for; fma rounds once:
+    (1 + 2^-k)^2 - (1 + 2^-(k-1)) is exactly 2^-2k, which two roundings lose (k = 13 in float32, 30 in float64)."""
+    from numba import njit
+
+    @njit
+    def run(a, b, c, out):
+        L = simd.lanes(a)
+        simd.store(out, 0, simd.load(a, 1))
+        simd.store(out, L, simd.broadcast(b, 2))
+        simd.store(out, 2 * L, simd.fma(simd.load(a, 0), simd.load(b, 0), simd.load(c, 0)))
+        simd.store(out, 3 * L, simd.zeros(a))
+        return L
+
+    rng = np.random.default_rng(0)
+    L = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    a, b, c = (rng.standard_normal(L + 1).astype(dtype) for _ in range(3))
+    out = np.full(4 * L, np.nan, dtype)
+    assert run(a, b, c, out) == L
+    np.testing.assert_array_equal(out[:L], a[1:])
+    np.testing.assert_array_equal(out[L:2 * L], np.full(L, b[2]))
+    bound = 2 * np.finfo(dtype).eps * (np.abs(a[:L] * b[:L]) + np.abs(c[:L]))  # two roundings at most apart
+    assert np.all(np.abs(out[2 * L:3 * L] - (a[:L] * b[:L] + c[:L])) <= bound)
+    np.testing.assert_array_equal(out[3 * L:], np.zeros(L, dtype))
+    k = 13 if dtype == np.float32 else 30
+    x = np.full(L + 1, 1 + 2.0 ** -k, dtype)
+    run(x, x, np.full(L + 1, -(1 + 2.0 ** (1 - k)), dtype), out)
+    assert x[0] * x[0] - (1 + 2.0 ** (1 - k)) == 0  # separately rounded: the low bits are lost
+    np.testing.assert_array_equal(out[2 * L:3 * L], np.full(L, 2.0 ** (-2 * k), dtype))
 
 
 def test_sequential_without_input_gradient():
@@ -120,3 +155,30 @@ def test_conv2d_backward_parameters_skips_the_input_gradient(monkeypatch):
     out = conv(np.ones((1, 2, 5, 5)))
     conv.backward_parameters(np.ones_like(out))
     assert [k.get("transposed", False) for k in calls] == [False]
+
+
+def test_fast_kernels_run_as_plain_python_with_the_jit_disabled():
+    """With NUMBA_DISABLE_JIT=1 the fast path (outer-product tiles through ``simd``'s NumPy stand-ins, and
+    pixel passes) runs as Python, for a debugger, and gives the compiled kernels' numbers."""
+    code = textwrap.dedent("""
+        import json, numba, numpy as np
+        from minicnn.functional.conv import conv2d_forward, conv2d_backward
+        assert numba.config.DISABLE_JIT
+        rng = np.random.default_rng(0)
+        results = []
+        for shape, wshape, stride in (((2, 4, 6, 5), (20, 2, 3, 2), (2, 1)), ((2, 1, 6, 6), (3, 1, 3, 3), (1, 1))):
+            x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+            out, cache = conv2d_forward(x, w, rng.standard_normal(wshape[0]), stride, (1, 0, 1, 1), (1, 1), shape[1] // wshape[1])
+            results.append([out.tolist()] + [g.tolist() for g in conv2d_backward(np.ones_like(out), cache)])
+        print(json.dumps(results))
+    """)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rng = np.random.default_rng(0)
+    for (shape, wshape, stride), python in zip((((2, 4, 6, 5), (20, 2, 3, 2), (2, 1)), ((2, 1, 6, 6), (3, 1, 3, 3), (1, 1))),
+                                               json.loads(run.stdout)):
+        x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+        out, cache = conv2d_forward(x, w, rng.standard_normal(wshape[0]), stride, (1, 0, 1, 1), (1, 1), shape[1] // wshape[1])
+        for name, got, want in zip(("out", "dx", "dw", "db"), python, (out, *conv2d_backward(np.ones_like(out), cache))):
+            assert_close(np.array(got), want, name)

@@ -32,18 +32,13 @@ from numba import njit, prange
 from .. import runtime
 from ..runtime import parallel_kernel
 from .fast_conv import (
-    BLOCK_ELEMENTS,
-    LANES,
     PASS_ROWS,
     PASS_TAPS,
-    TILE_A,
-    TILE_B,
     conv2d_direct_forward,
-    conv2d_rows_forward,
-    conv2d_weight_grad,
-    pad_nchw,
-    pad_nhwc,
+    conv2d_tiles_forward,
+    conv2d_tiles_weight_grad,
     round_up,
+    tile_shape,
 )
 
 # Elements of cols (and dcols) built at once: the images are unfolded a chunk at a time, so the buffer
@@ -52,11 +47,9 @@ from .fast_conv import (
 COLS_CHUNK_ELEMENTS = 1 << 20
 
 # Taps per output (Cg*KH*KW) below which a stride-1 convolution runs as pixel passes rather than
-# register tiles on gathered rows (whose sums across vector lanes cost too much on short rows).
-DIRECT_MAX_TAPS = 128
-
-# Elements of the unfolded images the weight gradient multiplies at once, per thread.
-WEIGHT_GRAD_ELEMENTS = 1 << 18
+# outer-product tiles, whose stores (one per output element) dominate when each output sums only a
+# few taps: a first layer's 25 (measured: README, "Benchmarks").
+DIRECT_MAX_TAPS = 32
 
 
 def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
@@ -381,26 +374,16 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
     return (dx if input_grad else None), dw_mat.reshape(w.shape), (db if cache.has_bias else None)
 
 
-def _pixel_block(P, Kp, tasks_per_block_row, threads):
-    """Pixels gathered at a time: at most BLOCK_ELEMENTS in the buffer, blocks of equal size, and
-    enough of them for every thread even for one image; a multiple of TILE_A."""
-    blocks = max(-(-P * Kp // BLOCK_ELEMENTS), -(-threads // max(1, tasks_per_block_row)), 1)
-    return round_up(-(-P // min(blocks, max(1, P))), TILE_A)
-
-
-def _weight_matrix(w, groups, transposed, channels_last, row_multiple, column_multiple):
+def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
     """The weights as one zero-padded matrix per group: (groups, rows, columns).
 
-    Rows are the output channels of the group, columns its taps (c, i, j), or (i, j, c) with
-    ``channels_last``. ``transposed`` gives the weights of the transposed convolution, the one the
+    Rows are the output channels of the group, columns its taps (c, i, j). ``transposed`` gives the weights of the transposed convolution, the one the
     input gradient is: rows c, columns (f, i', j'), element w[g*Fg + f, c, KH-1-i', KW-1-j'].
     """
     F, Cg, KH, KW = w.shape
     per_group = w.reshape(groups, F // groups, Cg, KH, KW)
     if transposed:
         per_group = per_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    if channels_last:
-        per_group = per_group.transpose(0, 1, 3, 4, 2)
     rows, taps = per_group.shape[1], per_group[0, 0].size
     matrix = np.zeros((groups, round_up(rows, row_multiple), round_up(taps, column_multiple)), dtype=w.dtype)
     matrix[:, :rows, :taps] = per_group.reshape(groups, rows, taps)
@@ -418,33 +401,39 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     the pixels of x; with ``transposed``, by the weights of the transposed convolution (``conv2d_backward``).
 
     A stride-1 convolution with few taps per output (Cg*KH*KW < DIRECT_MAX_TAPS) runs as pixel
-    passes; otherwise as register tiles on gathered rows, which need long rows to pay off.
+    passes; otherwise as outer-product tiles on the input padded channels-last.
     """
     N, C = x.shape[:2]
     KH, KW = w.shape[2:]
     (OH, OW), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    Cg = C // groups
     Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
-    work = _multiply_adds(out.shape, C // groups * KH * KW) // 32
+    work = _multiply_adds(out.shape, Cg * KH * KW) // 32
     threads = runtime.threads_for(work)
-    if stride == (1, 1) and (C // groups) * KH * KW < DIRECT_MAX_TAPS:
-        xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
-        pad_nchw.for_work(xp.size)(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
-        w_taps = _weight_matrix(w, groups, transposed, False, PASS_ROWS, PASS_TAPS)
-        Cg = C // groups
-        offsets = np.zeros(w_taps.shape[2], dtype=np.int64)
-        c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
-        offsets[:Cg * KH * KW] = (c * Hp + i * dh) * Wp + j * dw
-        conv2d_direct_forward.for_work(work)(xp, offsets, w_taps, bias, OH, OW, threads, out)
+    xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+    pads = (pad_before[0], pad_before[1], upsample[0], upsample[1])
+    if stride == (1, 1) and Cg * KH * KW < DIRECT_MAX_TAPS:
+        w_taps = _weight_matrix(w, groups, transposed, PASS_ROWS, PASS_TAPS)
+        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, PASS_TAPS)
+        conv2d_direct_forward.for_work(work)(x, *pads, offsets, w_taps, bias, threads, xp, out)
     else:
-        xp = np.empty((N, Hp, Wp, C), dtype=x.dtype)
-        pad_nhwc.for_work(xp.size)(x, pad_before[0], pad_before[1], upsample[0], upsample[1], xp)
-        w_rows = _weight_matrix(w, groups, transposed, True, TILE_B, LANES)
-        block = _pixel_block(OH * OW, w_rows.shape[2], N * groups, threads)
-        conv2d_rows_forward.for_work(work)(xp, w_rows, bias, KH, KW, sh, sw, dh, dw, OW, block, threads, out.reshape(N, -1, OH * OW))
+        wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
+        w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
+        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
+        conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
+
+
+def _tap_offsets(C, Cg, KH, KW, dil_h, dil_w, Hp, Wp, multiple):
+    """Where tap t = (c, i, j) of an output pixel reads the padded input (N, C, Hp, Wp), flattened,
+    relative to the pixel's own (c = i = j = 0) address: (c*Hp + i*dil_h)*Wp + j*dil_w. Rounded up
+    to a ``multiple`` of taps by repeating the last (a tile over taps then reads only real ones)."""
+    c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
+    offsets = (c * Hp + i * dil_h) * Wp + j * dil_w
+    return np.concatenate([offsets, np.repeat(offsets[-1:], round_up(offsets.size, multiple) - offsets.size)])
 
 
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
-    """Convolution by register-tiled products on blocks of gathered rows (``fast_conv``). The layers use this.
+    """Direct convolution with its sums in vector registers (``fast_conv``). The layers use this.
 
     Parameters
     ----------
@@ -463,17 +452,17 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     Notes
     -----
     ``out[n, f, p] = b[f] + sum over taps t = (c, i, j) of w[f, t] * (input pixel that tap t of output
-    pixel p reads)``, a matrix product whose second operand is never built whole. Two ways, chosen
-    by the number of taps ``Cg*KH*KW`` (``DIRECT_MAX_TAPS``):
+    pixel p reads)``, a matrix product whose second operand is never built. Two ways, chosen by the
+    number of taps ``Cg*KH*KW`` (``DIRECT_MAX_TAPS``):
 
     * few taps, stride 1: **pixel passes**. The input is padded (NCHW) and the output computed on
       the padded width, so every tap reads a contiguous run of input for a run of output pixels:
       ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 8 taps x 4 filters per pass (AVX-512), vectorized
       along the pixels q.
-    * many taps: **register tiles on gathered rows**. The input is padded in NHWC order; each thread
-      gathers a block of output pixels' receptive fields as rows ``rows[p, (i, j, c)]`` (a few
-      hundred KB, so they stay in L2) and multiplies them by ``w[f, (i, j, c)]`` 4 pixels x 4 filters
-      at a time, vectorized along the taps.
+    * otherwise: **outer-product tiles**. The input is padded in NHWC order, so tap t = (i, j, c) of
+      output pixel p is at ``base(p) + offset(t)``. A tile keeps 14 pixels x 16 output channels
+      (or 7 x 32; AVX-512, float32) of sums in registers while it runs over every tap:
+      ``acc[p, f:f+16] += xp[base(p) + offset(t)] * w[t, f:f+16]``, a broadcast times a vector.
     """
     N = x.shape[0]
     F = w.shape[0]
@@ -496,8 +485,9 @@ def conv2d_backward(dout, cache, input_grad=True):
     ``stride - 1`` zeros between its pixels, pad it by ``dil*(K-1) - pad`` before each axis, and this
     is a stride-1 convolution with the flipped kernel, channels swapped: the forward kernel computes it.
     ``dw[f, c, i, j] = sum over n, oh, ow of dout[n, f, oh, ow] * x[n, c, oh*stride_h - pad_top + i*dil_h, ...]``:
-    each thread unfolds its images (im2col, one image at a time) and adds ``douts @ cols.T`` by register
-    tiles into its own partial sum; the partial sums are added at the end. ``db`` sums dout over (N, OH, OW).
+    the forward's tiles with the roles of pixels and taps swapped (``conv2d_tiles_weight_grad``): a tile
+    of taps x output channels summed over an image's pixels, one partial sum per thread, added at the
+    end. ``db`` sums dout over (N, OH, OW).
     """
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
@@ -507,7 +497,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
     work = _multiply_adds(dout.shape, Cg * KH * KW) // 32
     workers = max(1, min(N, runtime.threads_for(work)))
-    dw_partial = np.zeros((workers, groups, F // groups, Cg * KH * KW), dtype=w.dtype)
+    wide, rows, block = tile_shape(F // groups, w.dtype)
+    dw_partial = np.zeros((workers, groups, Cg * KH * KW, round_up(F // groups, block)), dtype=w.dtype)
     db_partial = np.zeros((workers, F), dtype=w.dtype)
     if N and P and input_grad:
         _convolve(dout, w, groups, np.zeros(C, w.dtype), (1, 1),
@@ -517,12 +508,13 @@ def conv2d_backward(dout, cache, input_grad=True):
         Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
         Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
         xp = np.empty((N, C, Hp, Wp), dtype=w.dtype)
-        pad_nchw.for_work(xp.size)(x, geo.pad_top, geo.pad_left, 1, 1, xp)
-        images = max(1, min(N, WEIGHT_GRAD_ELEMENTS // max(1, Cg * KH * KW * P)))
-        conv2d_weight_grad.for_work(work)(xp, dout.reshape(N, F, P), KH, KW, geo.stride_h, geo.stride_w, geo.dil_h, geo.dil_w,
-                           geo.out_h, geo.out_w, groups, images, dw_partial, db_partial)
+        offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, rows)
+        conv2d_tiles_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, P), offsets, geo.out_w,
+                                                geo.stride_h, geo.stride_w, wide, xp, dw_partial, db_partial)
+    # (groups, taps (c, i, j), Fg) -> (F, Cg, KH, KW)
+    dw = dw_partial.sum(axis=0)[:, :, :F // groups].transpose(0, 2, 1).reshape(w.shape)
     db = db_partial.sum(axis=0)
-    return dx, dw_partial.sum(axis=0).reshape(w.shape), (db if cache.has_bias else None)
+    return dx, dw, (db if cache.has_bias else None)
 
 
 # ---------------------------------------------------------------------------
