@@ -115,13 +115,15 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
     flat, o = xp.reshape(-1), out.reshape(-1)
     for t in prange(workers):
         n_begin, n_end = t * N // workers, (t + 1) * N // workers
-        for n in range(n_begin, n_end):
-            pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
+        padded = n_begin  # images are padded just before their first tile, while they stay in cache
         bases = np.empty(R, np.int64)
         targets = np.empty(R, np.int64)
         tile = np.empty(R * block, xp.dtype)
         for q0 in range(n_begin * P, n_end * P, R):
             valid = min(R, n_end * P - q0)
+            while padded <= (q0 + valid - 1) // P:
+                pad_image(x, padded, pad_top, pad_left, up_h, up_w, xp)
+                padded += 1
             for r in range(R):
                 q = q0 + min(r, valid - 1)
                 n = q // P
