@@ -48,14 +48,14 @@ def test_seed_model_convolutions_equal_naive(name, dtype):
 
 
 def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
-    """The 16-register kernels (12x1 and 6x2 tiles of 32-byte vectors, 2x4 passes), compiled for an AVX2
+    """The 16-register kernels (8x1 and 6x2 tiles of 32-byte vectors, 2x4 passes), compiled for an AVX2
     CPU in a fresh process (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both
     dtypes, groups and strides."""
     script = textwrap.dedent("""
         import numpy as np
         from unittest import mock
         from minicnn.functional import conv, fast_conv, simd
-        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.PASS_ROWS, fast_conv.PASS_TAPS) == (12, 6, 2, 4)
+        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.PASS_ROWS, fast_conv.PASS_TAPS) == (8, 6, 2, 4)
         assert simd.VECTOR_BYTES == 32
         rng = np.random.default_rng(1)
         cases = [((3, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),

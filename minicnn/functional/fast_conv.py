@@ -32,7 +32,7 @@ from ..runtime import parallel_kernel
 from .microkernels import (
     outer_tile_6x2,
     outer_tile_7x2,
-    outer_tile_12x1,
+    outer_tile_8x1,
     outer_tile_14x1,
     pixel_pass_2x4,
     pixel_pass_4x8,
@@ -46,7 +46,7 @@ if vector_registers() >= 32:
     wide_tile, WIDE_ROWS = outer_tile_7x2, 7
     pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_4x8, 4, 8
 else:
-    narrow_tile, NARROW_ROWS = outer_tile_12x1, 12
+    narrow_tile, NARROW_ROWS = outer_tile_8x1, 8
     wide_tile, WIDE_ROWS = outer_tile_6x2, 6
     pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_2x4, 2, 4
 

@@ -10,9 +10,10 @@ runs it as Python); ``tests/test_fast_conv.py`` checks that it is what this scri
 from pathlib import Path
 
 # (pixels, vectors of output channels) per outer-product tile: R*V sums in registers, plus V
-# vectors of weights and a broadcast. 14x1 and 7x2 fit AVX-512's 32 registers, 12x1 and 6x2 AVX2's
-# 16 (measured: README, "Benchmarks").
-OUTER_TILES = [(14, 1), (7, 2), (12, 1), (6, 2)]
+# vectors of weights and a broadcast. 14x1 and 7x2 for AVX-512's 32 registers; 8x1 and 6x2 for
+# AVX2's 16, whose loops compile without spills (12x1 spilled 22 values to the stack per 12
+# multiply-adds: README, "Benchmarks").
+OUTER_TILES = [(14, 1), (7, 2), (8, 1), (6, 2)]
 # (filters, taps) per pixel pass: 4x8 keeps 32 weights and 8 loaded vectors in registers on
 # AVX-512; 2x4 fits AVX2's 16.
 PASSES = [(4, 8), (2, 4)]

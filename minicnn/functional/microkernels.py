@@ -143,10 +143,10 @@ def _outer_tile_7x2(x, fixed, varying, length, w, w_stride, w_col, tile):
 outer_tile_7x2 = njit(cache=True)(_outer_tile_7x2)
 
 
-def _outer_tile_12x1(x, fixed, varying, length, w, w_stride, w_col, tile):
-    """12 rows x 1 vector(s) of columns per tile; see the module docstring."""
+def _outer_tile_8x1(x, fixed, varying, length, w, w_stride, w_col, tile):
+    """8 rows x 1 vector(s) of columns per tile; see the module docstring."""
     L = lanes(w)
-    f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11 = fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5], fixed[6], fixed[7], fixed[8], fixed[9], fixed[10], fixed[11]
+    f0, f1, f2, f3, f4, f5, f6, f7 = fixed[0], fixed[1], fixed[2], fixed[3], fixed[4], fixed[5], fixed[6], fixed[7]
     s0_0 = zeros(w)
     s1_0 = zeros(w)
     s2_0 = zeros(w)
@@ -155,10 +155,6 @@ def _outer_tile_12x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     s5_0 = zeros(w)
     s6_0 = zeros(w)
     s7_0 = zeros(w)
-    s8_0 = zeros(w)
-    s9_0 = zeros(w)
-    s10_0 = zeros(w)
-    s11_0 = zeros(w)
     for t in range(length):
         at = varying[t]
         wt = t * w_stride + w_col
@@ -179,14 +175,6 @@ def _outer_tile_12x1(x, fixed, varying, length, w, w_stride, w_col, tile):
         s6_0 = fma(x6, w0, s6_0)
         x7 = broadcast(x, f7 + at)
         s7_0 = fma(x7, w0, s7_0)
-        x8 = broadcast(x, f8 + at)
-        s8_0 = fma(x8, w0, s8_0)
-        x9 = broadcast(x, f9 + at)
-        s9_0 = fma(x9, w0, s9_0)
-        x10 = broadcast(x, f10 + at)
-        s10_0 = fma(x10, w0, s10_0)
-        x11 = broadcast(x, f11 + at)
-        s11_0 = fma(x11, w0, s11_0)
     store(tile, (0) * L, s0_0)
     store(tile, (1) * L, s1_0)
     store(tile, (2) * L, s2_0)
@@ -195,13 +183,9 @@ def _outer_tile_12x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (5) * L, s5_0)
     store(tile, (6) * L, s6_0)
     store(tile, (7) * L, s7_0)
-    store(tile, (8) * L, s8_0)
-    store(tile, (9) * L, s9_0)
-    store(tile, (10) * L, s10_0)
-    store(tile, (11) * L, s11_0)
 
 
-outer_tile_12x1 = njit(cache=True)(_outer_tile_12x1)
+outer_tile_8x1 = njit(cache=True)(_outer_tile_8x1)
 
 
 def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
