@@ -119,27 +119,33 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
         bases = np.empty(R, np.int64)
         targets = np.empty(R, np.int64)
         tile = np.empty(R * block, xp.dtype)
+        n, oh, ow = n_begin, 0, 0  # the next pixel, counted forward (divisions cost more than the tile's stores)
         for q0 in range(n_begin * P, n_end * P, R):
             valid = min(R, n_end * P - q0)
             while padded <= (q0 + valid - 1) // P:
                 pad_image(x, padded, pad_top, pad_left, up_h, up_w, xp)
                 padded += 1
             for r in range(R):
-                q = q0 + min(r, valid - 1)
-                n = q // P
-                p = q - n * P
-                oh = p // OW
-                ow = p - oh * OW
-                bases[r] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
-                targets[r] = n * F * P + p
+                if r < valid:
+                    bases[r] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
+                    targets[r] = n * F * P + oh * OW + ow
+                    ow += 1
+                    if ow == OW:
+                        ow, oh = 0, oh + 1
+                        if oh == OH:
+                            oh, n = 0, n + 1
+                else:  # past the worker's last pixel: repeat it
+                    bases[r], targets[r] = bases[valid - 1], targets[valid - 1]
             for g in range(groups):
                 w_g = w_taps[g].reshape(-1)
                 for f0 in range(0, Fg, block):
                     outer_tile(wide, flat[g * Cg * Hp * Wp:], bases, offsets, T, w_g, Fb, f0, tile)
-                    for f in range(f0, min(Fg, f0 + block)):
-                        channel = g * Fg + f
-                        for r in range(valid):
-                            o[targets[r] + channel * P] = bias[channel] + tile[r * block + f - f0]
+                    first = g * Fg + f0
+                    for r in range(valid):
+                        # unsigned: Numba then skips the negative-index wraparound on every store
+                        dst, src = np.uint64(targets[r] + first * P), np.uint64(r * block)
+                        for f in range(np.uint64(min(block, Fg - f0))):
+                            o[dst + f * np.uint64(P)] = bias[first + f] + tile[src + f]
 
 
 def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h, stride_w, wide, xp, dw_partial,
