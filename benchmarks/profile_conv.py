@@ -2,7 +2,8 @@
 
 Times the fast path of ``conv2d_forward`` / ``conv2d_backward`` (16->32 channels, 5x5, padding 2, 14x14,
 batch 64, float32) stage by stage: the forward kernel (padding + outer-product tiles) on every thread
-and on one, the whole forward call, the input gradient (the same kernel on the flipped weights) and
+and on one, the tiles alone on one thread (what the kernel's padding, addresses and stores cost),
+the whole forward call, the input gradient (the same kernel on the flipped weights) and
 the weight gradient, each beside torch's time for the same operation, and the im2col path's stages
 for comparison.
 GFLOP/s are beside a large float32 matmul's (the practical peak), measured in the same run.
@@ -12,6 +13,7 @@ import resource
 import statistics
 import time
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as TF
@@ -48,6 +50,19 @@ def _report(name, ms, flops=0, torch_ms=None):
     print(f"  {name:<44} {ms:7.3f} ms{rate}{theirs}")
 
 
+def _pixel_bases(N, C, Hp, OH, OW):
+    """base(n, oh, ow) of every output pixel, stride 1 (fast_conv's module docstring)."""
+    n, oh, ow = np.meshgrid(np.arange(N), np.arange(OH), np.arange(OW), indexing="ij")
+    return ((n * C * Hp + oh) * Hp + ow).reshape(-1).astype(np.int64)
+
+
+@numba.njit
+def _tiles_alone(wide, x, bases, offsets, w, block, rows, tile):
+    """Every full tile of the forward, one after another on one thread, results discarded."""
+    for k in range(bases.size // rows):
+        fast_conv.outer_tile(wide, x, bases[k * rows:(k + 1) * rows], offsets, offsets.size, w, block, 0, tile)
+
+
 def main(N=64, C=16, H=14, F=32, K=5, P=2):
     threads = mc.set_num_threads()
     torch.set_num_threads(threads)
@@ -77,6 +92,12 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
             median_ms(lambda: fast_conv.conv2d_tiles_forward(*kernel_args, threads, xp, out)), flops)
     _report("the same on one thread (serial build)",
             median_ms(lambda: fast_conv.conv2d_tiles_forward.serial(*kernel_args, 1, xp, out)), flops)
+    bases = np.ascontiguousarray(_pixel_bases(N, C, Hp, OH, OW))
+    tile = np.empty(rows * block, np.float32)
+    _report(f"one thread: the {rows}x{2 if wide else 1} tiles alone",
+            median_ms(lambda: _tiles_alone(wide, xp.reshape(-1), bases, offsets, w_taps.reshape(-1), block, rows, tile)),
+            flops)
+    print(f"  {'':<44} (precomputed pixel addresses, no padding, no stores)")
     _report("whole forward (conv2d_forward)", median_ms(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)),
             flops, median_ms(lambda: TF.conv2d(xt, wt, padding=P)))
     faults = page_faults_per_call(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4))
