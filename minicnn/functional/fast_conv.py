@@ -180,20 +180,24 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
                 ow = p - oh * OW
                 bases[p] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
             for g in range(groups):
+                d_g = dout_t[g].reshape(-1)
                 for f in range(Fg):
+                    src = dout[n, g * Fg + f]
                     acc = zero
-                    for p in range(P):
-                        v = dout[n, g * Fg + f, p]
-                        dout_t[g, p, f] = v
+                    # unsigned indices: Numba then skips the negative-index wraparound
+                    for p in range(np.uint64(P)):
+                        v = src[p]
+                        d_g[p * np.uint64(Fb) + np.uint64(f)] = v
                         acc += v
                     db_partial[t, g * Fg + f] += acc
-                d_g = dout_t[g].reshape(-1)
+                dw_g = dw_partial[t, g].reshape(-1)
                 for k0 in range(0, T, R):
                     for f0 in range(0, Fg, block):
                         outer_tile(wide, flat[g * Cg * Hp * Wp:], offsets[k0:], bases, P, d_g, Fb, f0, tile)
                         for r in range(min(R, T - k0)):
-                            for f in range(f0, min(Fg, f0 + block)):
-                                dw_partial[t, g, k0 + r, f] += tile[r * block + f - f0]
+                            dst, frm = np.uint64((k0 + r) * Fb + f0), np.uint64(r * block)
+                            for f in range(np.uint64(min(block, Fg - f0))):
+                                dw_g[dst + f] += tile[frm + f]
 
 
 def _conv2d_direct_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, workers, xp, out):
