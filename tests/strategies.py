@@ -10,6 +10,9 @@ IMPLS = st.sampled_from(["fast", "naive"])  # MaxPool2d: the argmax kernels or t
 CONV_IMPLS = st.sampled_from(["fast", "im2col", "naive"])  # Conv2d: fast_conv, im2col + BLAS, the direct loops
 seeds = st.integers(0, 2**32 - 1)
 small = st.integers(1, 3)
+# Channels per group around the fast convolution's tile blocks (a vector holds 16 float32 or 8 float64
+# with AVX-512, half with AVX2; a wide tile two vectors): one vector or less, two, more than two.
+tile_channels = st.sampled_from([1, 3, 8, 9, 16, 17, 33])
 
 
 def generator(seed):
@@ -28,14 +31,15 @@ def pairs(lo, hi):
 
 
 @st.composite
-def conv_cases(draw):
+def conv_cases(draw, channels=small):
     """Conv2d arguments and an input shape whose padded size fits the kernel.
 
     Covers batch 1 and the empty batch, unbatched (C, H, W) input, odd sizes, non-square kernels,
-    strides, dilation, padding ('same' and 'valid' too), every padding_mode and groups.
+    strides, dilation, padding ('same' and 'valid' too), every padding_mode and groups; ``channels``
+    draws the input and output channels per group.
     """
     groups = draw(st.integers(1, 3))
-    in_channels, out_channels = groups * draw(small), groups * draw(small)
+    in_channels, out_channels = groups * draw(channels), groups * draw(channels)
     kernel = draw(pairs(1, 4))
     dilation = draw(pairs(1, 2))
     padding = draw(st.one_of(pairs(0, 2), st.sampled_from(["same", "valid"])))

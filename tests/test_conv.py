@@ -3,14 +3,14 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
 from minicnn.functional.conv import (conv2d_backward, conv2d_backward_im2col, conv2d_backward_naive, conv2d_forward,
                                     conv2d_forward_im2col, conv2d_forward_naive, pad2d_forward)
 import minicnn.functional.conv as conv_module
-from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds
+from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds, tile_channels
 
 pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
 
@@ -67,6 +67,27 @@ def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
     assert dx_skipped is None
     for name, g_fast, g_skipped in zip(("dw", "db"), fast_grads[1:], param_grads):
         assert (g_fast is None and g_skipped is None) or np.array_equal(g_fast, g_skipped), name
+
+
+@given(case=conv_cases(channels=tile_channels), dtype=DTYPES, seed=seeds)
+@settings(max_examples=40)
+def test_fast_conv_across_tile_blocks_matches_torch_and_naive(case, dtype, seed):
+    """The fast path with channels per group that fill one vector of a tile, two (a wide tile), or more
+    blocks than one tile holds, on both sides: output channels for the forward and the weight gradient,
+    input channels for the input gradient (the transposed convolution's outputs), in every configuration."""
+    rng = generator(seed)
+    conv = make_conv(case, dtype, seed)
+    x = array(rng, case["shape"], dtype)
+    compare_with_torch(conv, x, rng)
+    conv.zero_grad()
+    naive = make_conv(case, dtype, seed, impl="naive")
+    x = x if x.ndim == 4 else x[None]
+    out, ref = conv(x), naive(x)
+    assert_close(out, ref, "forward")
+    dout = array(rng, out.shape, dtype)
+    assert_close(conv.backward(dout), naive.backward(dout), "dx")
+    for p_fast, p_naive in zip(conv.parameters(), naive.parameters()):
+        assert_close(p_fast.grad, p_naive.grad, "parameter gradient")
 
 
 def test_conv2d_tutorial_shapes():

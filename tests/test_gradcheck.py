@@ -24,6 +24,9 @@ def rand(*shape, seed=1):
     (dict(in_channels=2, out_channels=3, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)), (2, 2, 5, 4)),
     (dict(in_channels=4, out_channels=2, kernel_size=3, dilation=2, groups=2, padding="same"), (1, 4, 5, 6)),
     (dict(in_channels=1, out_channels=2, kernel_size=2, bias=False, padding="same"), (1, 1, 3, 3)),
+    # 17 output and 9 input channels per group: the fast path's wide tiles (two vectors of float64), two blocks
+    (dict(in_channels=18, out_channels=34, kernel_size=(2, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+          groups=2), (1, 18, 4, 5)),
 ])
 def test_conv2d(args, shape):
     check(mc.Conv2d(**args), rand(*shape))

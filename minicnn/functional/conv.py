@@ -377,8 +377,9 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
 def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
     """The weights as one zero-padded matrix per group: (groups, rows, columns).
 
-    Rows are the output channels of the group, columns its taps (c, i, j). ``transposed`` gives the weights of the transposed convolution, the one the
-    input gradient is: rows c, columns (f, i', j'), element w[g*Fg + f, c, KH-1-i', KW-1-j'].
+    Rows are the output channels of the group, columns its taps (c, i, j). ``transposed`` gives the
+    weights of the transposed convolution, the one the input gradient is: rows c, columns (f, i', j'),
+    element w[g*Fg + f, c, KH-1-i', KW-1-j'].
     """
     F, Cg, KH, KW = w.shape
     per_group = w.reshape(groups, F // groups, Cg, KH, KW)
@@ -401,7 +402,7 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     the pixels of x; with ``transposed``, by the weights of the transposed convolution (``conv2d_backward``).
 
     A stride-1 convolution with few taps per output (Cg*KH*KW < DIRECT_MAX_TAPS) runs as pixel
-    passes; otherwise as outer-product tiles on the input padded channels-last.
+    passes; otherwise as outer-product tiles (``fast_conv``).
     """
     N, C = x.shape[:2]
     KH, KW = w.shape[2:]
@@ -459,8 +460,8 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
       the padded width, so every tap reads a contiguous run of input for a run of output pixels:
       ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 8 taps x 4 filters per pass (AVX-512), vectorized
       along the pixels q.
-    * otherwise: **outer-product tiles**. The input is padded in NHWC order, so tap t = (i, j, c) of
-      output pixel p is at ``base(p) + offset(t)``. A tile keeps 14 pixels x 16 output channels
+    * otherwise: **outer-product tiles**. With the input padded, tap t = (c, i, j) of output pixel
+      p is the element ``base(p) + offset(t)`` of it, flattened. A tile keeps 14 pixels x 16 output channels
       (or 7 x 32; AVX-512, float32) of sums in registers while it runs over every tap:
       ``acc[p, f:f+16] += xp[base(p) + offset(t)] * w[t, f:f+16]``, a broadcast times a vector.
     """

@@ -1,4 +1,5 @@
-"""Writes ``microkernels.py``: ``python -m minicnn.functional.make_microkernels``.
+"""Writes ``microkernels.py``: ``python minicnn/functional/make_microkernels.py`` (as a script: it
+imports nothing from minicnn, so it runs even when ``microkernels.py`` lacks a tile the package imports).
 
 A microkernel computes a small tile of a convolution with every partial sum in its own local
 variable, so that LLVM keeps the whole tile in vector registers while it runs over the reduction
@@ -11,8 +12,8 @@ from pathlib import Path
 
 # (pixels, vectors of output channels) per outer-product tile: R*V sums in registers, plus V
 # vectors of weights and a broadcast. 14x1 and 7x2 for AVX-512's 32 registers; 8x1 and 6x2 for
-# AVX2's 16, whose loops compile without spills (12x1 spilled 22 values to the stack per 12
-# multiply-adds: README, "Benchmarks").
+# AVX2's 16, whose loops compile without stack operands (``python -m benchmarks.tile_asm`` counts
+# them; a 12x1 tile, counted the same way before it was replaced, had 22 per 12 multiply-adds).
 OUTER_TILES = [(14, 1), (7, 2), (8, 1), (6, 2)]
 # (filters, taps) per pixel pass: 4x8 keeps 32 weights and 8 loaded vectors in registers on
 # AVX-512; 2x4 fits AVX2's 16.
