@@ -1,2 +1,2 @@
-"""Benchmarks of minicnn against torch. minicnn is imported first so that its BLAS settings apply."""
-import minicnn  # noqa: F401
+"""Benchmarks of minicnn against torch. Import order does not matter: minicnn sets no thread policy at import
+(see minicnn.runtime)."""

@@ -1,22 +1,24 @@
-"""Process policy: Numba's pool and numpy's BLAS share the cores without fighting, whatever was
-imported first, and freed memory is kept for reuse.
+"""Process policy: Numba's pool and numpy's BLAS share the cores without fighting, the same policy
+whatever was imported first, and freed memory is kept for reuse.
 
 Both libraries keep worker threads that spin after each call: Numba's OpenMP workers (unless
 ``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about 2^28 cycles, unless
-``OPENBLAS_THREAD_TIMEOUT`` is set). On 2 cores a spinning pool steals the core the other one
-needs. Each runtime reads its variable once, when it starts, so ``import minicnn`` (through
-``configure_at_import``) does this:
+``OPENBLAS_THREAD_TIMEOUT`` is set when numpy is first imported). On 2 cores a spinning pool steals
+the core the other one needs. So:
 
-* **Numba's pool** is started right away with ``OMP_WAIT_POLICY=PASSIVE`` set only while it
-  starts, then the variable is restored. Numba's OpenMP library is its own copy (torch loads
-  another), so torch's pool keeps its default, active waiting. This works whether or not numpy,
-  Numba or torch were imported before, as long as no Numba parallel kernel has run yet.
-* **OpenBLAS**: if numpy is not imported yet, ``OPENBLAS_THREAD_TIMEOUT=4`` is set when this module
-  is imported, before it imports Numba (and so numpy) (``setdefault``:
-  a value you set wins), so BLAS keeps all threads and they stop spinning at once. If numpy was
-  imported first, its OpenBLAS already spins, and BLAS is limited to one thread right at import
-  (``set_num_threads(blas_threads=n)`` changes it; numpy's other products in your process are
-  affected too).
+* **Numba's pool** is started passive (``start_numba_pool``), lazily: by the first parallel kernel,
+  ``set_num_threads`` or ``threads_for``, with ``OMP_WAIT_POLICY=PASSIVE`` set only while it starts.
+  Lazily, because an OpenMP runtime is shared by every library that loads it under the same name,
+  and it reads its wait policy once, when it is loaded: Numba's links the system ``libgomp.so.1``,
+  torch's wheel ships its own ``libgomp.so.1`` and takes an already loaded one instead. Had minicnn
+  started its pool at import, a script that imports minicnn and then torch would hand torch a
+  passive runtime (article's training step in torch: 13.1 ms alone, 17.8 ms after ``import
+  minicnn`` started the pool, 16.9 ms with ``OMP_WAIT_POLICY=PASSIVE``; AMD EPYC, batch 64). Started
+  at the first kernel, it is Numba's own copy whenever torch is imported before minicnn computes.
+* **BLAS**: minicnn's own matrix products (``Linear``) run on one BLAS thread (``blas_threads``),
+  set around each call and restored after it, so numpy's other products in your process keep your
+  settings, and the BLAS pool, spinning or not, never runs beside Numba's inside a step. Nothing is
+  set at import: numpy imported before or after minicnn gives the same policy.
 
 **Freed memory is kept for reuse** (glibc only): arrays up to 32 MB come from malloc's heap instead of
 fresh ``mmap`` pages, and freed memory is not handed back to the kernel at once. A step allocates its
@@ -26,27 +28,24 @@ EPYC machine, article's 16->32 convolution at batch 64 took 723 page faults and 
 largest step resident after the step. ``MINICNN_MALLOC=default`` in the environment, or any
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES`` you set, leaves malloc alone.
 
-BLAS threads are set with ``threadpoolctl`` when it is installed (the ``train`` and ``dev``
-extras), else directly through OpenBLAS's ``openblas_set_num_threads``; the core needs only numpy
-and numba. What each policy costs is measured by ``make bench`` (README, "Benchmarks").
+BLAS threads are set through OpenBLAS's own ``openblas_get_num_threads`` / ``openblas_set_num_threads``
+(numpy's wheels ship OpenBLAS); with another BLAS they are left alone. What each policy costs is
+measured by ``make bench`` (README, "Benchmarks").
 """
+import contextlib
 import ctypes
 import os
-import sys
 import types
 
-# Decided before anything here imports numpy (numba does): is numpy's OpenBLAS already running?
-BLAS_QUIET = "numpy" not in sys.modules
-if BLAS_QUIET:
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numba
 
-import numba  # noqa: E402
-
-NUMBA_QUIET = False  # set by configure_at_import: did Numba's pool start passive?
+NUMBA_QUIET = False  # set by start_numba_pool: did Numba's pool start passive?
 MALLOC_TUNED = False  # set by configure_at_import: did it keep freed memory for reuse?
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
 TRIM_THRESHOLD = 1 << 30
-_blas_limiter = None
+BLAS_THREADS = 1  # the BLAS threads of minicnn's own matrix products (set_num_threads changes it)
+_pool_started = False
+_openblas = None  # [(get, set)] of the OpenBLAS libraries loaded, found at the first BLAS call
 
 
 def _start_numba_pool_passive():
@@ -65,6 +64,15 @@ def _start_numba_pool_passive():
         if previous is None:
             del os.environ["OMP_WAIT_POLICY"]
     return (previous or "PASSIVE").upper() == "PASSIVE"
+
+
+def start_numba_pool():
+    """Start Numba's pool passive, once (the module docstring says why not at import). Every path of
+    minicnn that runs or sizes a parallel kernel calls it first."""
+    global _pool_started, NUMBA_QUIET
+    if not _pool_started:
+        NUMBA_QUIET = _start_numba_pool_passive()
+        _pool_started = True
 
 
 def _keep_freed_memory():
@@ -86,13 +94,10 @@ def _keep_freed_memory():
 
 
 def configure_at_import():
-    """Called once by ``import minicnn``: start Numba's pool passive, limit a spinning BLAS to one
-    thread, and keep freed memory for reuse."""
-    global NUMBA_QUIET, MALLOC_TUNED
-    NUMBA_QUIET = _start_numba_pool_passive()
+    """Called once by ``import minicnn``: keep freed memory for reuse. (Thread pools are left alone
+    until minicnn first computes; see the module docstring.)"""
+    global MALLOC_TUNED
     MALLOC_TUNED = _keep_freed_memory()
-    if not BLAS_QUIET:
-        _limit_blas(1)
 
 
 def _openblas_libraries():
@@ -105,40 +110,57 @@ def _openblas_libraries():
     return sorted(paths)
 
 
-def _limit_blas(threads):
-    """Limit the BLAS behind numpy to ``threads`` threads: threadpoolctl if installed, else OpenBLAS directly."""
-    global _blas_limiter
+def _openblas_controls():
+    """[(get_num_threads, set_num_threads)] of each OpenBLAS library numpy loaded (none with another BLAS)."""
+    global _openblas
+    if _openblas is None:
+        import numpy  # noqa: F401 - numpy loads its BLAS
+        controls = []
+        for path in _openblas_libraries():
+            library = ctypes.CDLL(path)
+            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"), ("openblas", "")):
+                get = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    put.argtypes = [ctypes.c_int]
+                    controls.append((get, put))
+                    break
+        _openblas = controls
+    return _openblas
+
+
+@contextlib.contextmanager
+def blas_threads(threads=None):
+    """Run the block's numpy matrix products on ``threads`` BLAS threads (default ``BLAS_THREADS``),
+    then restore the previous count. It costs under a microsecond with OpenBLAS."""
+    threads = BLAS_THREADS if threads is None else threads
+    previous = [(get(), put) for get, put in _openblas_controls()]
+    for count, put in previous:
+        if count != threads:
+            put(threads)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        if _blas_limiter is not None:
-            _blas_limiter.restore_original_limits()
-        _blas_limiter = threadpool_limits(limits=threads, user_api="blas")
-        return
-    for path in _openblas_libraries():
-        library = ctypes.CDLL(path)
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            if hasattr(library, name):
-                getattr(library, name)(ctypes.c_int(threads))
-                break
+        yield
+    finally:
+        for count, put in previous:
+            if count != threads:
+                put(count)
 
 
 def set_num_threads(threads=None, blas_threads=None):
-    """Use ``threads`` Numba threads (default: all cores) and a BLAS policy that does not fight them.
-
-    ``blas_threads`` defaults to ``threads`` when OpenBLAS started quiet (minicnn imported before
-    numpy), else to 1. Returns the Numba thread count.
+    """Use ``threads`` Numba threads (default: all cores); ``blas_threads`` (default: unchanged, 1 at
+    first) is what minicnn's own matrix products get. Returns the Numba thread count.
     """
+    global BLAS_THREADS
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: threads must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                          f"(the cores Numba sees), got {threads}")
+    if blas_threads is not None:
+        if int(blas_threads) < 1:
+            raise ValueError(f"set_num_threads: blas_threads must be at least 1, got {blas_threads}")
+        BLAS_THREADS = int(blas_threads)
+    start_numba_pool()
     numba.set_num_threads(threads)
-    if blas_threads is None:
-        blas_threads = threads if BLAS_QUIET else 1
-    _limit_blas(int(blas_threads))
     return threads
 
 
@@ -159,7 +181,7 @@ class ParallelKernel:
 
     def __init__(self, function, **options):
         self.py_func = function
-        self.parallel = numba.njit(parallel=True, cache=True, **options)(function)
+        self._parallel = numba.njit(parallel=True, cache=True, **options)(function)
         # Numba's on-disk cache is keyed by the function's qualified name and signature, not by
         # ``parallel``: the serial build gets a copy of the function under its own name.
         serial = types.FunctionType(function.__code__, function.__globals__, function.__name__ + "_serial",
@@ -167,6 +189,12 @@ class ParallelKernel:
         serial.__qualname__ = function.__qualname__ + "_serial"
         serial.__doc__ = function.__doc__
         self.serial = numba.njit(cache=True, **options)(serial)
+
+    @property
+    def parallel(self):
+        """The parallel build; Numba's pool is started passive first (``start_numba_pool``)."""
+        start_numba_pool()
+        return self._parallel
 
     def for_work(self, work):
         return self.serial if work < SERIAL_BELOW else self.parallel
@@ -183,4 +211,7 @@ def parallel_kernel(function, **options):
 def threads_for(work):
     """The threads a kernel given ``work`` runs on: 1 below ``SERIAL_BELOW`` (``ParallelKernel.for_work``
     takes the serial build there), else Numba's thread count."""
-    return 1 if work < SERIAL_BELOW else numba.get_num_threads()
+    if work < SERIAL_BELOW:
+        return 1
+    start_numba_pool()
+    return numba.get_num_threads()

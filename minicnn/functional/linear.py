@@ -1,13 +1,16 @@
 """Fully connected layer: ``y = x @ W.T + b``.
 
 The work is one BLAS matrix product each way, so these functions call numpy's matmul
-directly; one sample's weight gradient is an outer product (see ``linear_backward``).
+directly, on ``runtime.BLAS_THREADS`` BLAS threads (one unless ``set_num_threads`` says otherwise;
+``minicnn.runtime`` says why); one sample's weight gradient is an outer product (see ``linear_backward``).
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
 from typing import NamedTuple
 
 import numpy as np
+
+from .. import runtime
 
 
 class LinearCache(NamedTuple):
@@ -18,7 +21,8 @@ class LinearCache(NamedTuple):
 
 def linear_forward(x, w, b=None):
     """``y = x @ w.T + b``. Returns ``(y, cache)``."""
-    y = x @ w.T
+    with runtime.blas_threads():
+        y = x @ w.T
     if b is not None:
         y += b
     return y, LinearCache(x, w, b is not None)
@@ -36,5 +40,7 @@ def linear_backward(dout, cache):
     """
     dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
     x = cache.x
-    dw = np.multiply.outer(dout[0], x[0]) if dout.shape[0] == 1 else dout.T @ x
-    return dout @ cache.w, dw, (dout.sum(axis=0) if cache.has_bias else None)
+    with runtime.blas_threads():
+        dw = np.multiply.outer(dout[0], x[0]) if dout.shape[0] == 1 else dout.T @ x
+        dx = dout @ cache.w
+    return dx, dw, (dout.sum(axis=0) if cache.has_bias else None)
