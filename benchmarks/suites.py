@@ -126,9 +126,10 @@ POLICIES = [
 def thread_policy_suite(threads, budget, log):
     """The fight between Numba's and BLAS's thread pools, and minicnn's policy (each in a fresh process).
 
-    Spinning pools: OpenMP workers spin after a parallel region (OMP_WAIT_POLICY=ACTIVE) and OpenBLAS
-    workers spin for its default timeout. minicnn's default starts its pool passive and keeps BLAS
-    quiet, or at one thread when numpy was imported first (see minicnn.runtime).
+    Spinning pools: OpenMP workers spin without end after a parallel region (OMP_WAIT_POLICY=ACTIVE)
+    and OpenBLAS workers spin for its default timeout. minicnn's default leaves the wait policy as
+    libgomp's default, runs every product on Numba's threads with one BLAS thread each, and starts its
+    pool at the first kernel (see minicnn.runtime).
     """
     rows = []
     for label, env, blas, numpy_first, set_threads in POLICIES:

@@ -1,24 +1,28 @@
-"""Process policy: Numba's pool and numpy's BLAS share the cores without fighting, the same policy
-whatever was imported first, and freed memory is kept for reuse.
+"""Process policy: minicnn computes on one thread pool, Numba's, the same whatever was imported
+first, and freed memory is kept for reuse.
 
-Both libraries keep worker threads that spin after each call: Numba's OpenMP workers (unless
-``OMP_WAIT_POLICY=PASSIVE``) and OpenBLAS's workers (for about 2^28 cycles, unless
-``OPENBLAS_THREAD_TIMEOUT`` is set when numpy is first imported). On 2 cores a spinning pool steals
-the core the other one needs. So:
-
-* **Numba's pool** is started passive (``start_numba_pool``), lazily: by the first parallel kernel,
-  ``set_num_threads`` or ``threads_for``, with ``OMP_WAIT_POLICY=PASSIVE`` set only while it starts.
-  Lazily, because an OpenMP runtime is shared by every library that loads it under the same name,
-  and it reads its wait policy once, when it is loaded: Numba's links the system ``libgomp.so.1``,
-  torch's wheel ships its own ``libgomp.so.1`` and takes an already loaded one instead. Had minicnn
-  started its pool at import, a script that imports minicnn and then torch would hand torch a
-  passive runtime (article's training step in torch: 13.1 ms alone, 17.8 ms after ``import
-  minicnn`` started the pool, 16.9 ms with ``OMP_WAIT_POLICY=PASSIVE``; AMD EPYC, batch 64). Started
-  at the first kernel, it is Numba's own copy whenever torch is imported before minicnn computes.
-* **BLAS**: minicnn's own matrix products (``Linear``) run on one BLAS thread (``blas_threads``),
-  set around each call and restored after it, so numpy's other products in your process keep your
-  settings, and the BLAS pool, spinning or not, never runs beside Numba's inside a step. Nothing is
-  set at import: numpy imported before or after minicnn gives the same policy.
+* **One pool.** Every parallel kernel runs on Numba's OpenMP threads, the matrix products of
+  ``Linear`` included (``functional.gemm`` calls numpy's own BLAS kernel from a ``prange``). BLAS
+  runs on one thread inside them (``blas_threads``, set around each call and restored after it), so
+  numpy's BLAS pool never runs beside Numba's inside a step, and numpy's other products in your
+  process keep your settings. On 2 cores a second pool beside Numba's steals the core the other
+  one needs: with Linear's products split on a Python thread pool instead, notebook's Linear
+  2000->500 took 2.6 ms forward inside a training step and 1.3 ms on its own (AMD EPYC, batch 64),
+  because Numba's OpenMP worker was still spinning on the other core.
+* **Started at the first kernel, with the OpenMP wait policy left alone.** Numba's pool starts at the
+  first parallel kernel, ``set_num_threads`` or ``threads_for``, not at import, and with whatever
+  wait policy the environment sets (libgomp's default: a worker spins for a while after each
+  parallel region, then sleeps; torch's default too). An OpenMP runtime is shared: torch's wheel
+  loads its own ``libgomp.so.1`` with global symbols and Numba's ``omppool``, started after it,
+  runs on it (``gdb`` shows Numba's worker in ``torch/lib/libgomp.so.1``'s ``gomp_barrier_wait_end``).
+  So whenever torch is imported before minicnn first computes, in any order of the imports, one
+  OpenMP pool, torch's, runs both. Started before torch is imported, Numba's system ``libgomp.so.1``
+  is the one torch then takes (same soname), and torch is slower on it: article's step in torch
+  15.7-16.0 ms against 12.5-14.3 ms on its own (AMD EPYC, batch 64, fresh processes); hence not at
+  import. Earlier versions started the pool passive (``OMP_WAIT_POLICY=PASSIVE``): torch sharing it
+  took 17.8 ms against 13.1, and minicnn's own steps were slower idle (notebook at batch 64, fresh
+  processes: 11.1-14.2 ms passive, 8.7-10.6 ms with the default; AMD EPYC). README, "Threads", has
+  the measurements under load.
 
 **Freed memory is kept for reuse** (glibc only): arrays up to 32 MB come from malloc's heap instead of
 fresh ``mmap`` pages, and freed memory is not handed back to the kernel at once. A step allocates its
@@ -39,7 +43,6 @@ import types
 
 import numba
 
-NUMBA_QUIET = False  # set by start_numba_pool: did Numba's pool start passive?
 MALLOC_TUNED = False  # set by configure_at_import: did it keep freed memory for reuse?
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
 TRIM_THRESHOLD = 1 << 30
@@ -48,30 +51,16 @@ _pool_started = False
 _openblas = None  # [(get, set)] of the OpenBLAS libraries loaded, found at the first BLAS call
 
 
-def _start_numba_pool_passive():
-    """Start Numba's threads now, with ``OMP_WAIT_POLICY=PASSIVE`` in the environment only meanwhile."""
-    try:
-        from numba.np.ufunc import parallel
-    except ImportError:  # pragma: no cover - Numba without parallel support
-        return False
-    if getattr(parallel, "_is_initialized", False):
-        return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-    previous = os.environ.get("OMP_WAIT_POLICY")
-    os.environ["OMP_WAIT_POLICY"] = previous or "PASSIVE"
-    try:
-        parallel._launch_threads()
-    finally:
-        if previous is None:
-            del os.environ["OMP_WAIT_POLICY"]
-    return (previous or "PASSIVE").upper() == "PASSIVE"
-
-
 def start_numba_pool():
-    """Start Numba's pool passive, once (the module docstring says why not at import). Every path of
+    """Start Numba's threads, once (the module docstring says why not at import). Every path of
     minicnn that runs or sizes a parallel kernel calls it first."""
-    global _pool_started, NUMBA_QUIET
+    global _pool_started
     if not _pool_started:
-        NUMBA_QUIET = _start_numba_pool_passive()
+        try:
+            from numba.np.ufunc import parallel
+        except ImportError:  # pragma: no cover - Numba without parallel support
+            return
+        parallel._launch_threads()
         _pool_started = True
 
 

@@ -116,44 +116,41 @@ def test_the_wheel_ships_only_the_library(tmp_path):
 @pytest.mark.parametrize("first", ["import minicnn, numpy, torch", "import numpy, torch, minicnn"])
 def test_the_thread_policy_holds_whatever_is_imported_first(first):
     """Either order: importing minicnn starts no thread pool and changes no BLAS setting; its first
-    parallel kernel starts Numba's pool passive and leaves OMP_WAIT_POLICY as it was; minicnn's
-    Linear runs its products on one BLAS thread and restores the count after. torch, imported before
-    minicnn computed, gets its own OpenMP runtime (its wheel's libgomp beside the system one Numba
-    links), so its default (active) wait policy is not Numba's passive one."""
+    parallel kernel starts Numba's OpenMP pool and leaves OMP_WAIT_POLICY alone; minicnn's Linear
+    runs its split products (gemm.matmul) on one BLAS thread each and restores the count after.
+    Both orders end in the same state: torch's wheel libgomp loaded first, the system one Numba links
+    beside it."""
     code = (f"{first}\n"
-            "import os, json, numpy as np, minicnn, numba\n"
+            "import os, json, contextlib, numpy as np, minicnn, numba\n"
             "from numba.np.ufunc import parallel\n"
             "from threadpoolctl import threadpool_info\n"
             "def blas(): return [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
             "state = dict(started_at_import=bool(getattr(parallel, '_is_initialized', False)), blas_before=blas())\n"
-            "seen = []\n"
-            "matmul = np.ndarray.__matmul__\n"
             "minicnn.Conv2d(4, 8, 3)(np.ones((64, 4, 32, 32), np.float32))  # big enough for the parallel build\n"
-            "lin = minicnn.Linear(300, 200)\n"
-            "import minicnn.functional.linear as L\n"
-            "real = L.runtime.blas_threads\n"
-            "import contextlib\n"
+            "seen = []\n"
+            "real = minicnn.runtime.blas_threads\n"
             "@contextlib.contextmanager\n"
             "def spy(*a):\n"
             "    with real(*a):\n"
             "        seen.append(blas())\n"
             "        yield\n"
-            "L.runtime.blas_threads = spy\n"
+            "minicnn.runtime.blas_threads = spy\n"
+            "lin = minicnn.Linear(300, 200)\n"
             "lin.backward(np.ones((256, 200), np.float32)) if lin(np.ones((256, 300), np.float32)) is not None else None\n"
             "torch.ones(1000, 1000).sum()\n"
             "gomp = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libgomp' in l})\n"
-            "state.update(quiet=minicnn.runtime.NUMBA_QUIET, omp=os.environ.get('OMP_WAIT_POLICY'),\n"
-            "             layer=numba.threading_layer(), inside=seen, blas_after=blas(), gomp=gomp)\n"
+            "state.update(omp=os.environ.get('OMP_WAIT_POLICY'), layer=numba.threading_layer(), inside=seen,\n"
+            "             blas_after=blas(), gomp=gomp)\n"
             "print(json.dumps(state))\n")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env)
     state = json.loads(out.stdout.strip().splitlines()[-1])
     cores = len(os.sched_getaffinity(0))
     assert state["started_at_import"] is False
-    assert state["quiet"] is True and state["omp"] is None and state["layer"] == "omp"
+    assert state["omp"] is None and state["layer"] == "omp"
     assert state["blas_before"] == [cores] and state["blas_after"] == [cores]
-    assert state["inside"] == [[1], [1]]  # forward, backward
-    assert len(state["gomp"]) == 2 and any("/torch/" in path for path in state["gomp"]), state["gomp"]
+    assert state["inside"] == [[1], [1], [1]]  # forward, weight gradient, input gradient
+    assert len(state["gomp"]) == 2 and "/torch/" in state["gomp"][1] + state["gomp"][0], state["gomp"]
 
 
 @pytest.mark.parametrize("setting, tuned", [(None, True), ("default", False)])

@@ -1,8 +1,8 @@
 """Fully connected layer: ``y = x @ W.T + b``.
 
-The work is one BLAS matrix product each way, so these functions call numpy's matmul
-directly, on ``runtime.BLAS_THREADS`` BLAS threads (one unless ``set_num_threads`` says otherwise;
-``minicnn.runtime`` says why); one sample's weight gradient is an outer product (see ``linear_backward``).
+The work is one BLAS matrix product each way: ``gemm.matmul``, numpy's own BLAS kernel with the
+product's columns split between Numba's threads (``minicnn.functional.gemm`` says why not BLAS's
+threads); one sample's weight gradient is an outer product (see ``linear_backward``).
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import runtime
+from .gemm import matmul
 
 
 class LinearCache(NamedTuple):
@@ -21,8 +21,7 @@ class LinearCache(NamedTuple):
 
 def linear_forward(x, w, b=None):
     """``y = x @ w.T + b``. Returns ``(y, cache)``."""
-    with runtime.blas_threads():
-        y = x @ w.T
+    y = matmul(x, w.T)
     if b is not None:
         y += b
     return y, LinearCache(x, w, b is not None)
@@ -40,7 +39,5 @@ def linear_backward(dout, cache):
     """
     dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
     x = cache.x
-    with runtime.blas_threads():
-        dw = np.multiply.outer(dout[0], x[0]) if dout.shape[0] == 1 else dout.T @ x
-        dx = dout @ cache.w
-    return dx, dw, (dout.sum(axis=0) if cache.has_bias else None)
+    dw = np.multiply.outer(dout[0], x[0]) if dout.shape[0] == 1 else matmul(dout.T, x)
+    return matmul(dout, cache.w), dw, (dout.sum(axis=0) if cache.has_bias else None)

@@ -119,13 +119,33 @@ maxpool2d_naive_backward_kernel = njit(cache=True)(_maxpool2d_naive_backward_ker
 # ---------------------------------------------------------------------------
 # Fast kernels: parallel over planes, argmax recorded in the forward
 # ---------------------------------------------------------------------------
+def _scan_window(flat, start, kernel_h, kernel_w, row_step, col_step):
+    """(flat index, value) of the winner of the window whose first element is ``flat[start]`` and whose
+    elements are ``start + i*row_step + j*col_step``: the scan of ``window_argmax``, for a window
+    wholly inside the plane, on unsigned indices (no negative-index arithmetic) and with selects
+    instead of branches, which random data would mispredict half the time."""
+    best, value = start, flat[start]
+    for i in range(kernel_h):
+        row = start + np.uint64(i) * row_step
+        for j in range(kernel_w):
+            k = row + np.uint64(j) * col_step
+            v = flat[k]
+            take = (v > value) | (v != v)  # the first largest value wins, a NaN wins (the last one)
+            value = v if take else value
+            best = k if take else best
+    return best, value
+
+
 def _maxpool2d_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out, indices):
     """out[n, c, oh, ow] = the largest value of window (oh, ow), indices[...] its flat position ih*W + iw.
 
-    Windows that lie wholly inside the plane (all of them without padding or ceil_mode) take a
-    short path: the same scan in the same order, with flat unsigned indices (Numba then compiles
-    no negative-index arithmetic) and selects instead of branches (measured 2.5x faster on random
-    data). The others go through ``window_argmax``.
+    The windows wholly inside the plane (all of them without padding or ceil_mode), rows
+    [oh_lo, oh_hi) x columns [ow_lo, ow_hi), are scanned by ``scan_window`` in loops with no test per
+    window; a 2x2 window with stride 2 along the rows gets its four elements unrolled with constant
+    steps (still scalar code: ``inspect_asm`` shows scalar compares, LLVM does not vectorize it).
+    Article's first pool at batch 256 (AMD EPYC, per-layer medians): 7.8 ms with a test and the
+    general scan per window, 3.4 ms this way. The border windows go through ``window_argmax``. All
+    scan in the same order.
     """
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -134,34 +154,47 @@ def _maxpool2d_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top
     ow_lo = min(OW, -(-pad_left // stride_w))
     oh_hi = max(oh_lo, min(OH, (H - 1 - (kernel_h - 1) * dil_h + pad_top) // stride_h + 1))
     ow_hi = max(ow_lo, min(OW, (W - 1 - (kernel_w - 1) * dil_w + pad_left) // stride_w + 1))
+    row_step, col_step = np.uint64(dil_h * W), np.uint64(dil_w)
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
         plane = x[n, c]
         flat, out_flat, indices_flat = plane.reshape(-1), out[n, c].reshape(-1), indices[n, c].reshape(-1)
+        for oh in range(oh_lo, oh_hi):
+            first = np.uint64((oh * stride_h - pad_top) * W + ow_lo * stride_w - pad_left)
+            q0 = np.uint64(oh * OW + ow_lo)
+            if kernel_h == 2 and kernel_w == 2 and stride_w == 2 and dil_w == 1:
+                # the seed models' pool: the four elements at constant offsets
+                second = first + row_step
+                for o in range(np.uint64(ow_hi - ow_lo)):
+                    k0, k2 = first + np.uint64(2) * o, second + np.uint64(2) * o
+                    best, value = k0, flat[k0]
+                    v = flat[k0 + np.uint64(1)]
+                    take = (v > value) | (v != v)
+                    value, best = (v, k0 + np.uint64(1)) if take else (value, best)
+                    v = flat[k2]
+                    take = (v > value) | (v != v)
+                    value, best = (v, k2) if take else (value, best)
+                    v = flat[k2 + np.uint64(1)]
+                    take = (v > value) | (v != v)
+                    value, best = (v, k2 + np.uint64(1)) if take else (value, best)
+                    indices_flat[q0 + o] = best
+                    out_flat[q0 + o] = value
+            else:
+                for o in range(np.uint64(ow_hi - ow_lo)):
+                    best, value = scan_window(flat, first + o * np.uint64(stride_w), kernel_h, kernel_w, row_step,
+                                              col_step)
+                    indices_flat[q0 + o] = best
+                    out_flat[q0 + o] = value
         for oh in range(OH):
+            inner = oh_lo <= oh < oh_hi
             for ow in range(OW):
-                q = np.uint64(oh * OW + ow)
-                if oh_lo <= oh < oh_hi and ow_lo <= ow < ow_hi:
-                    start = np.uint64((oh * stride_h - pad_top) * W + ow * stride_w - pad_left)
-                    best, value = start, flat[start]
-                    for i in range(kernel_h):
-                        row = start + np.uint64(i * dil_h * W)
-                        for j in range(kernel_w):
-                            k = row + np.uint64(j * dil_w)
-                            v = flat[k]
-                            # as window_argmax (and torch): the first largest value wins, NaN wins (the last
-                            # one); selects, not branches, which random data would mispredict half the time
-                            take = (v > value) | (v != v)
-                            value = v if take else value
-                            best = k if take else best
-                    indices_flat[q] = best
-                    out_flat[q] = value
-                else:
-                    k, value = window_argmax(plane, oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top,
-                                             pad_left, dil_h, dil_w)
-                    indices_flat[q] = k
-                    out_flat[q] = value
+                if inner and ow_lo <= ow < ow_hi:
+                    continue
+                k, value = window_argmax(plane, oh, ow, kernel_h, kernel_w, stride_h, stride_w, pad_top,
+                                         pad_left, dil_h, dil_w)
+                indices_flat[oh * OW + ow] = k
+                out_flat[oh * OW + ow] = value
 
 
 def _maxpool2d_backward_kernel(dout, indices, dx):
@@ -183,6 +216,7 @@ def _maxpool2d_backward_kernel(dout, indices, dx):
                     dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
 
 
+scan_window = njit(cache=True, inline="always")(_scan_window)
 maxpool2d_forward_kernel = parallel_kernel(_maxpool2d_forward_kernel)
 maxpool2d_backward_kernel = parallel_kernel(_maxpool2d_backward_kernel)
 

@@ -1,0 +1,133 @@
+"""Matrix products on Numba's threads: numpy's own BLAS ``?gemm``, called from a ``prange``.
+
+``matmul(a, b)`` is ``a @ b`` (2-D) with the columns of the product split between Numba's threads,
+each part one single-threaded call of the ``cblas_sgemm`` / ``cblas_dgemm`` in the OpenBLAS that
+numpy loaded. The product is the same BLAS kernel numpy's ``@`` runs, only in parts.
+
+Why not numpy's ``@`` on BLAS's own threads, or a second pool of Python threads: on 2 cores every
+other pool runs beside Numba's and fights it for the cores. Numba's OpenMP workers spin after each
+parallel region whenever their runtime is torch's (torch's wheel loads its ``libgomp`` globally and
+Numba's ``omppool`` then binds to it: ``gdb`` shows Numba's worker in ``torch/lib/libgomp.so.1``'s
+``gomp_barrier_wait_end``). With the products split between a thread pool beside it, the spinning
+worker and the pool's thread shared a core: notebook's Linear 2000->500 at batch 64 took 2.6 ms
+forward inside a training step against 1.3 ms on its own (AMD EPYC). Run on Numba's threads, the
+worker that spins is the one that computes. README, "Threads", has the measurements.
+
+Why columns and not rows: at batch 64 each part would get too few rows (notebook's 2000->500
+forward: rows split 1.9 ms, OpenBLAS's own two threads 1.05 ms; AMD EPYC).
+
+When numpy's BLAS is not OpenBLAS with the ILP64 ``cblas`` names numpy's wheels ship, or the dtypes
+are not both float32 or both float64, or ``set_num_threads(blas_threads=n)`` asked for BLAS's own
+threads, ``matmul`` is numpy's ``@`` on ``runtime.BLAS_THREADS`` threads.
+"""
+import ctypes
+
+import numpy as np
+
+from .. import runtime
+from numba import prange
+
+from ..runtime import parallel_kernel
+
+CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS = 101, 111, 112
+_cblas = None  # {dtype: ctypes function} of numpy's OpenBLAS, found at the first product
+
+
+def _gemm_columns(gemm, trans_a, trans_b, K, a, lda, b, ldb, b_column_bytes, out, parts):
+    """C[:, lo:hi] = A @ B[:, lo:hi] for ``parts`` column ranges, one per ``prange`` iteration.
+
+    Parameters
+    ----------
+    gemm : ctypes function ``cblas_?gemm`` (ILP64: every size and leading dimension is an int64).
+    trans_a, trans_b : CBLAS_NO_TRANS or CBLAS_TRANS (row-major storage of A and B).
+    K : A is (M, K), B is (K, N).
+    a, b : addresses of the first elements; lda, ldb their leading dimensions (elements).
+    b_column_bytes : how far apart in memory two neighbouring columns of B start.
+    out : C, a C-contiguous (M, N) array of A's dtype. parts : the column ranges (at most N).
+
+    Notes
+    -----
+    ``out`` is passed as an array, not an address, so that the float32 and float64 builds have
+    different signatures: Numba's dispatcher would otherwise run the build compiled for one
+    ctypes function type with the other function (it finds the two types convertible).
+    """
+    M, N = out.shape
+    c = out.ctypes.data
+    item = out.itemsize
+    for part in prange(parts):
+        lo = part * N // parts
+        hi = (part + 1) * N // parts
+        gemm(CBLAS_ROW_MAJOR, trans_a, trans_b, M, hi - lo, K, 1.0, a, lda,
+             b + lo * b_column_bytes, ldb, 0.0, c + lo * item, N)
+
+
+gemm_columns = parallel_kernel(_gemm_columns)
+
+
+def _find_cblas():
+    """{np.float32: cblas_sgemm, np.float64: cblas_dgemm} of numpy's OpenBLAS (ILP64 names), else {}."""
+    import numpy  # noqa: F401 - numpy loads its BLAS
+    i64 = ctypes.c_int64
+    for path in runtime._openblas_libraries():
+        library = ctypes.CDLL(path)
+        functions = {}
+        for dtype, letter, real in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+            for name in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_"):
+                function = getattr(library, name, None)
+                if function is not None:
+                    function.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, i64, i64, i64, real,
+                                         i64, i64, i64, i64, real, i64, i64]
+                    function.restype = None
+                    functions[np.dtype(dtype)] = function
+                    break
+        if len(functions) == 2:
+            return functions
+    return {}
+
+
+def _cblas_functions():
+    global _cblas
+    if _cblas is None:
+        _cblas = _find_cblas()
+    return _cblas
+
+
+def _operand(m):
+    """(m or a contiguous copy, CBLAS trans flag, leading dimension) of a 2-D row-major or column-major matrix."""
+    item = m.itemsize
+    rows, cols = m.shape
+    if m.strides[1] == item and m.strides[0] % item == 0 and m.strides[0] // item >= max(1, cols):
+        return m, CBLAS_NO_TRANS, m.strides[0] // item
+    if m.strides[0] == item and m.strides[1] % item == 0 and m.strides[1] // item >= max(1, rows):
+        return m, CBLAS_TRANS, m.strides[1] // item
+    m = np.ascontiguousarray(m)
+    return m, CBLAS_NO_TRANS, max(1, cols)
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), the product's columns split between Numba's threads.
+
+    Returns a new C-contiguous (M, N) array. Each of its column ranges is bit for bit numpy's
+    ``a @ b[:, lo:hi]`` on one BLAS thread: every element is one call's sum over the whole of K.
+    Against the undivided product it can differ by rounding, as OpenBLAS's own threads do
+    (its dgemm's summation order depends on N). Products under ``runtime.threads_for``
+    (M·N·K/32 multiply-adds) are one call on the calling thread.
+    """
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul: expected a (M, K) and b (K, N), got a {a.shape} and b {b.shape}")
+    M, K = a.shape
+    N = b.shape[1]
+    gemm = _cblas_functions().get(a.dtype) if a.dtype == b.dtype else None
+    parts = min(runtime.threads_for(M * N * K // 32), N) if gemm is not None and runtime.BLAS_THREADS == 1 else 1
+    if parts <= 1 or M == 0 or K == 0:
+        with runtime.blas_threads():
+            return a @ b
+    a, trans_a, lda = _operand(a)
+    b, trans_b, ldb = _operand(b)
+    out = np.empty((M, N), dtype=a.dtype)
+    item = a.itemsize
+    b_column_bytes = item * (ldb if trans_b == CBLAS_TRANS else 1)
+    with runtime.blas_threads(1):
+        gemm_columns.parallel(gemm, trans_a, trans_b, K, a.ctypes.data, lda, b.ctypes.data, ldb,
+                              b_column_bytes, out, parts)
+    return out

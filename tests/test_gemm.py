@@ -1,0 +1,91 @@
+"""gemm.matmul: numpy's BLAS kernel with the product's columns split between Numba's threads."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from helpers import assert_close
+from minicnn import runtime
+from minicnn.functional import gemm
+from strategies import DTYPES, generator, seeds
+
+
+def operand(rng, rows, cols, dtype, layout):
+    """A (rows, cols) matrix stored row-major, column-major (a transpose) or as a strided slice."""
+    if layout == "rows":
+        return rng.standard_normal((rows, cols)).astype(dtype)
+    if layout == "columns":
+        return rng.standard_normal((cols, rows)).astype(dtype).T
+    return rng.standard_normal((rows + 1, 2 * cols)).astype(dtype)[1:, ::2]  # neither: copied first
+
+
+def one_blas_call(a, b):
+    """``a @ b`` by one call of the cblas_?gemm that matmul calls (numpy's ``@`` takes gemv for a vector)."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    with runtime.blas_threads(1):
+        gemm._cblas_functions()[a.dtype](gemm.CBLAS_ROW_MAJOR, gemm.CBLAS_NO_TRANS, gemm.CBLAS_NO_TRANS, *out.shape,
+                                         a.shape[1], 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+                                         0.0, out.ctypes.data, out.shape[1])
+    return out
+
+
+@given(dtype=DTYPES, seed=seeds, M=st.integers(1, 9), N=st.integers(1, 9), K=st.integers(1, 9),
+       parts=st.integers(2, 4), layouts=st.tuples(*[st.sampled_from(["rows", "columns", "strided"])] * 2))
+def test_each_column_range_is_one_blas_call_and_the_product_equals_torch(dtype, seed, M, N, K, parts, layouts):
+    rng = generator(seed)
+    a, b = operand(rng, M, K, dtype, layouts[0]), operand(rng, K, N, dtype, layouts[1])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runtime, "threads_for", lambda work: parts)  # split products this small too
+        out = gemm.matmul(a, b)
+    assert out.dtype == dtype and out.shape == (M, N) and out.flags.c_contiguous
+    used = min(parts, N)
+    bounds = [part * N // used for part in range(used + 1)]
+    if used == 1:  # one column: not split, numpy's own product
+        with runtime.blas_threads(1):
+            np.testing.assert_array_equal(out, a @ b)
+    for lo, hi in zip(bounds[:-1], bounds[1:]) if used > 1 else ():
+        np.testing.assert_array_equal(out[:, lo:hi], one_blas_call(a, b[:, lo:hi]))
+    expected = torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))
+    assert_close(out, expected.numpy(), "matmul against torch.mm", scale=float(np.abs(a).max() * np.abs(b).max() * K))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_sized_products_are_split_and_equal_torch(dtype):
+    """notebook's Linear 2000->500 at batch 64: forward, weight and input gradients, each split."""
+    rng = generator(0)
+    x, w, dout = (rng.standard_normal(s).astype(dtype) for s in ((64, 2000), (500, 2000), (64, 500)))
+    assert runtime.threads_for(64 * 500 * 2000 // 32) == runtime.numba.get_num_threads()
+    for a, b in ((x, w.T), (dout.T, x), (dout, w)):
+        expected = (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
+        assert_close(gemm.matmul(a, b), expected, "matmul", scale=float(np.abs(a).max() * np.abs(b).max() * a.shape[1]))
+
+
+def test_float32_and_float64_in_one_process_each_use_their_own_blas_function(monkeypatch):
+    """Numba's dispatcher once ran the float32 build with dgemm (it found the two ctypes types convertible)."""
+    monkeypatch.setattr(runtime, "threads_for", lambda work: 2)
+    rng = generator(1)
+    for dtype in (np.float32, np.float64, np.float32):
+        a, b = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((7, 6)).astype(dtype)
+        with runtime.blas_threads(1):
+            expected = np.concatenate([a @ b[:, :3], a @ b[:, 3:]], axis=1)
+        np.testing.assert_array_equal(gemm.matmul(a, b), expected)
+
+
+def test_without_openblas_or_for_mixed_dtypes_it_is_numpys_product(monkeypatch):
+    rng = generator(2)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 5)).astype(np.float32)
+    np.testing.assert_array_equal(gemm.matmul(a, b), a @ b)
+    monkeypatch.setattr(gemm, "_cblas", {})
+    monkeypatch.setattr(runtime, "threads_for", lambda work: 2)
+    b = b.astype(np.float64)
+    np.testing.assert_array_equal(gemm.matmul(a, b), a @ b)
+
+
+def test_blas_thread_count_is_restored_and_bad_shapes_are_named():
+    before = [get() for get, _ in runtime._openblas_controls()]
+    rng = generator(3)
+    gemm.matmul(rng.standard_normal((64, 300)), rng.standard_normal((300, 400)))
+    assert [get() for get, _ in runtime._openblas_controls()] == before
+    with pytest.raises(ValueError, match=r"matmul: expected a \(M, K\) and b \(K, N\), got a \(2, 3\) and b \(4, 5\)"):
+        gemm.matmul(np.zeros((2, 3)), np.zeros((4, 5)))
