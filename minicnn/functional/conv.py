@@ -458,7 +458,7 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
 
     * few taps, stride 1: **pixel passes**. The input is padded (NCHW) and the output computed on
       the padded width, so every tap reads a contiguous run of input for a run of output pixels:
-      ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 8 taps x 4 filters per pass (AVX-512), vectorized
+      ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 5 taps x 4 filters per pass (AVX-512), vectorized
       along the pixels q.
     * otherwise: **outer-product tiles**. With the input padded, tap t = (c, i, j) of output pixel
       p is the element ``base(p) + offset(t)`` of it, flattened. A tile keeps 14 pixels x 16 output channels

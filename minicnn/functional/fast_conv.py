@@ -35,7 +35,7 @@ from .microkernels import (
     outer_tile_8x1,
     outer_tile_14x1,
     pixel_pass_2x4,
-    pixel_pass_4x8,
+    pixel_pass_4x5,
 )
 from .simd import VECTOR_BYTES, lanes, vector_registers
 
@@ -44,7 +44,7 @@ from .simd import VECTOR_BYTES, lanes, vector_registers
 if vector_registers() >= 32:
     narrow_tile, NARROW_ROWS = outer_tile_14x1, 14
     wide_tile, WIDE_ROWS = outer_tile_7x2, 7
-    pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_4x8, 4, 8
+    pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_4x5, 4, 5
 else:
     narrow_tile, NARROW_ROWS = outer_tile_8x1, 8
     wide_tile, WIDE_ROWS = outer_tile_6x2, 6

@@ -225,29 +225,26 @@ def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
 outer_tile_6x2 = njit(cache=True)(_outer_tile_6x2)
 
 
-def _pixel_pass_4x8(x, x0, offsets, w, t0, acc, n):
-    """4 output rows x 8 taps per pass; see the module docstring."""
+def _pixel_pass_4x5(x, x0, offsets, w, t0, acc, n):
+    """4 output rows x 5 taps per pass; see the module docstring."""
     o0 = np.uint64(x0 + offsets[t0 + 0])
     o1 = np.uint64(x0 + offsets[t0 + 1])
     o2 = np.uint64(x0 + offsets[t0 + 2])
     o3 = np.uint64(x0 + offsets[t0 + 3])
     o4 = np.uint64(x0 + offsets[t0 + 4])
-    o5 = np.uint64(x0 + offsets[t0 + 5])
-    o6 = np.uint64(x0 + offsets[t0 + 6])
-    o7 = np.uint64(x0 + offsets[t0 + 7])
-    w00 = w[0, t0 + 0]; w01 = w[0, t0 + 1]; w02 = w[0, t0 + 2]; w03 = w[0, t0 + 3]; w04 = w[0, t0 + 4]; w05 = w[0, t0 + 5]; w06 = w[0, t0 + 6]; w07 = w[0, t0 + 7]
-    w10 = w[1, t0 + 0]; w11 = w[1, t0 + 1]; w12 = w[1, t0 + 2]; w13 = w[1, t0 + 3]; w14 = w[1, t0 + 4]; w15 = w[1, t0 + 5]; w16 = w[1, t0 + 6]; w17 = w[1, t0 + 7]
-    w20 = w[2, t0 + 0]; w21 = w[2, t0 + 1]; w22 = w[2, t0 + 2]; w23 = w[2, t0 + 3]; w24 = w[2, t0 + 4]; w25 = w[2, t0 + 5]; w26 = w[2, t0 + 6]; w27 = w[2, t0 + 7]
-    w30 = w[3, t0 + 0]; w31 = w[3, t0 + 1]; w32 = w[3, t0 + 2]; w33 = w[3, t0 + 3]; w34 = w[3, t0 + 4]; w35 = w[3, t0 + 5]; w36 = w[3, t0 + 6]; w37 = w[3, t0 + 7]
+    w00 = w[0, t0 + 0]; w01 = w[0, t0 + 1]; w02 = w[0, t0 + 2]; w03 = w[0, t0 + 3]; w04 = w[0, t0 + 4]
+    w10 = w[1, t0 + 0]; w11 = w[1, t0 + 1]; w12 = w[1, t0 + 2]; w13 = w[1, t0 + 3]; w14 = w[1, t0 + 4]
+    w20 = w[2, t0 + 0]; w21 = w[2, t0 + 1]; w22 = w[2, t0 + 2]; w23 = w[2, t0 + 3]; w24 = w[2, t0 + 4]
+    w30 = w[3, t0 + 0]; w31 = w[3, t0 + 1]; w32 = w[3, t0 + 2]; w33 = w[3, t0 + 3]; w34 = w[3, t0 + 4]
     for q in range(np.uint64(n)):
-        v0 = x[o0 + q]; v1 = x[o1 + q]; v2 = x[o2 + q]; v3 = x[o3 + q]; v4 = x[o4 + q]; v5 = x[o5 + q]; v6 = x[o6 + q]; v7 = x[o7 + q]
-        acc[0, q] = (acc[0, q] + w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3) + (w04 * v4 + w05 * v5 + w06 * v6 + w07 * v7)
-        acc[1, q] = (acc[1, q] + w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3) + (w14 * v4 + w15 * v5 + w16 * v6 + w17 * v7)
-        acc[2, q] = (acc[2, q] + w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3) + (w24 * v4 + w25 * v5 + w26 * v6 + w27 * v7)
-        acc[3, q] = (acc[3, q] + w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3) + (w34 * v4 + w35 * v5 + w36 * v6 + w37 * v7)
+        v0 = x[o0 + q]; v1 = x[o1 + q]; v2 = x[o2 + q]; v3 = x[o3 + q]; v4 = x[o4 + q]
+        acc[0, q] = (acc[0, q] + w00 * v0 + w01 * v1) + (w02 * v2 + w03 * v3 + w04 * v4)
+        acc[1, q] = (acc[1, q] + w10 * v0 + w11 * v1) + (w12 * v2 + w13 * v3 + w14 * v4)
+        acc[2, q] = (acc[2, q] + w20 * v0 + w21 * v1) + (w22 * v2 + w23 * v3 + w24 * v4)
+        acc[3, q] = (acc[3, q] + w30 * v0 + w31 * v1) + (w32 * v2 + w33 * v3 + w34 * v4)
 
 
-pixel_pass_4x8 = njit(fastmath=FASTMATH, cache=True)(_pixel_pass_4x8)
+pixel_pass_4x5 = njit(fastmath=FASTMATH, cache=True)(_pixel_pass_4x5)
 
 
 def _pixel_pass_2x4(x, x0, offsets, w, t0, acc, n):
