@@ -150,7 +150,7 @@ def test_the_thread_policy_holds_whatever_is_imported_first(first):
     assert state["omp"] is None and state["layer"] == "omp"
     assert state["blas_before"] == [cores] and state["blas_after"] == [cores]
     assert state["inside"] == [[1], [1], [1]]  # forward, weight gradient, input gradient
-    assert len(state["gomp"]) == 2 and "/torch/" in state["gomp"][1] + state["gomp"][0], state["gomp"]
+    assert len(state["gomp"]) == 2 and any("/torch/" in path for path in state["gomp"]), state["gomp"]
 
 
 @pytest.mark.parametrize("setting, tuned", [(None, True), ("default", False)])

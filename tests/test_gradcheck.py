@@ -130,3 +130,10 @@ def test_batchnorm_without_bias():
     layer.weight.data[...] = rand(3, seed=2)
     assert [name for name, _ in layer.named_parameters()] == ["weight"]
     check(layer, rand(4, 3, 2, 2))
+
+
+def test_linear_with_its_products_split_between_threads(monkeypatch):
+    """gemm.matmul's split path (forced for this small layer): forward, weight and input gradients."""
+    from minicnn import runtime
+    monkeypatch.setattr(runtime, "threads_for", lambda work: 3)
+    check(mc.Linear(5, 7), rand(4, 5))

@@ -23,10 +23,9 @@ threads, ``matmul`` is numpy's ``@`` on ``runtime.BLAS_THREADS`` threads.
 import ctypes
 
 import numpy as np
-
-from .. import runtime
 from numba import prange
 
+from .. import runtime
 from ..runtime import parallel_kernel
 
 CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS = 101, 111, 112
@@ -66,7 +65,6 @@ gemm_columns = parallel_kernel(_gemm_columns)
 
 def _find_cblas():
     """{np.float32: cblas_sgemm, np.float64: cblas_dgemm} of numpy's OpenBLAS (ILP64 names), else {}."""
-    import numpy  # noqa: F401 - numpy loads its BLAS
     i64 = ctypes.c_int64
     for path in runtime._openblas_libraries():
         library = ctypes.CDLL(path)
@@ -107,8 +105,9 @@ def _operand(m):
 def matmul(a, b):
     """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), the product's columns split between Numba's threads.
 
-    Returns a new C-contiguous (M, N) array. Each of its column ranges is bit for bit numpy's
-    ``a @ b[:, lo:hi]`` on one BLAS thread: every element is one call's sum over the whole of K.
+    Returns a new C-contiguous (M, N) array. Each of its column ranges is bit for bit one
+    single-threaded ``cblas_?gemm`` call on ``b[:, lo:hi]``: every element is one call's sum over
+    the whole of K (``tests/test_gemm.py``).
     Against the undivided product it can differ by rounding, as OpenBLAS's own threads do
     (its dgemm's summation order depends on N). Products under ``runtime.threads_for``
     (M·N·K/32 multiply-adds) are one call on the calling thread.

@@ -142,7 +142,10 @@ def _maxpool2d_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top
     The windows wholly inside the plane (all of them without padding or ceil_mode), rows
     [oh_lo, oh_hi) x columns [ow_lo, ow_hi), are scanned by ``scan_window`` in loops with no test per
     window; a 2x2 window with stride 2 along the rows gets its four elements unrolled with constant
-    steps (still scalar code: ``inspect_asm`` shows scalar compares, LLVM does not vectorize it).
+    steps (still scalar code: ``inspect_asm`` shows scalar compares, LLVM does not vectorize it),
+    2.3x faster than ``scan_window`` with the window's size known only at run time (the same
+    kernel without this case, one process, timed by hand: 7.5-8.2 ms against 3.2-3.4 ms for
+    256x16x28x28; AMD EPYC).
     Article's first pool at batch 256 (AMD EPYC, ``make bench``'s layer table): 7.11 ms with a test
     and the general scan per window, 3.41 ms this way (torch 10.2 ms). The border windows go
     through ``window_argmax``. All scan in the same order.
