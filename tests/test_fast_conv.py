@@ -30,9 +30,9 @@ def test_microkernels_are_what_the_generator_writes():
 @pytest.mark.parametrize("name", sorted(SEED_CONVS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_model_convolutions_equal_naive(name, dtype):
-    """At the seed models' real sizes, through the default choice of path (pixel passes for the first
-    layers' 25 taps, outer-product tiles for more: every other pass and every weight gradient), with a
-    batch that does not split evenly between the threads."""
+    """At the seed models' real sizes, through the default choice of path (row tiles for the stride-1
+    passes of fewer than DIRECT_MAX_TAPS taps and the first layers' weight gradients, outer-product
+    tiles for the rest), with a batch that does not split evenly between the threads."""
     C, H, F, K, pad = SEED_CONVS[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, C, H, H)).astype(dtype)
@@ -48,14 +48,14 @@ def test_seed_model_convolutions_equal_naive(name, dtype):
 
 
 def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
-    """The 16-register kernels (8x1 and 6x2 tiles of 32-byte vectors, 2x4 passes), compiled for an AVX2
+    """The 16-register kernels (8x1 and 6x2 outer-product tiles and 4x3 row tiles of 32-byte vectors), compiled for an AVX2
     CPU in a fresh process (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both
     dtypes, groups and strides."""
     script = textwrap.dedent("""
         import numpy as np
         from unittest import mock
         from minicnn.functional import conv, fast_conv, simd
-        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.PASS_ROWS, fast_conv.PASS_TAPS) == (8, 6, 2, 4)
+        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.ROW_FILTERS, fast_conv.ROW_VECTORS) == (8, 6, 4, 3)
         assert simd.VECTOR_BYTES == 32
         rng = np.random.default_rng(1)
         cases = [((3, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
@@ -64,7 +64,7 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
         for dtype in (np.float32, np.float64):
             rtol = 1e-4 if dtype == np.float32 else 1e-10
             for taps in (0, 10**9):
-                with mock.patch.object(conv, "DIRECT_MAX_TAPS", taps):
+                with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps):
                     for xs, ws, stride, pad, dil, groups in cases:
                         x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
                         b = rng.standard_normal(ws[0]).astype(dtype)
@@ -83,6 +83,16 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_row_vectors_cover_each_output_row_once():
+    """A 3x5 output on a padded width of 7 in vectors of 2 pixels, taken 4 at a time: each row as
+    columns 0-1, 2-3 and 4 (a partial vector), then the last repeated up to a multiple of 4."""
+    x_at, o_at, count = fast_conv.row_vectors(3, 5, 7, 2, 4)
+    rows, columns = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2], [0, 2, 4, 0, 2, 4, 0, 2, 4, 4, 4, 4]
+    np.testing.assert_array_equal(x_at, [7 * r + c for r, c in zip(rows, columns)])
+    np.testing.assert_array_equal(o_at, [5 * r + c for r, c in zip(rows, columns)])
+    np.testing.assert_array_equal(count, [1 if c == 4 else 2 for c in columns])
 
 
 def test_vector_registers_follow_numba_target(monkeypatch):
@@ -125,6 +135,28 @@ def test_simd_operations_against_numpy(dtype):
     np.testing.assert_array_equal(out[2 * L:3 * L], np.full(L, 2.0 ** (-2 * k), dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_vector_operations_touch_only_their_first_lanes(dtype):
+    """load_first zero-fills the lanes past ``count``; store_first leaves the elements past ``count`` as
+    they were; every count from none to a whole vector (whole vectors take a plain load and store)."""
+    from numba import njit
+
+    @njit
+    def run(a, count, out):
+        simd.store_first(out, 1, simd.load_first(a, 2, count), count)
+        simd.store(out, 1 + simd.lanes(a), simd.load_first(a, 2, count))
+
+    L = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    a = np.arange(1, L + 3, dtype=dtype)
+    for count in range(L + 1):
+        out = np.full(2 * L + 2, -1.0, dtype)
+        run(a, count, out)
+        want = np.full(2 * L + 2, -1.0, dtype)
+        want[1:1 + count] = a[2:2 + count]
+        want[1 + L:1 + 2 * L] = np.where(np.arange(L) < count, a[2:2 + L], 0)
+        np.testing.assert_array_equal(out, want, err_msg=f"count {count}")
+
+
 def test_sequential_without_input_gradient():
     """``backward(..., input_grad=False)`` (torch: an input with requires_grad=False) gives every parameter
     the same gradient, returns None, and the first Conv2d skips its input gradient."""
@@ -158,8 +190,8 @@ def test_conv2d_backward_parameters_skips_the_input_gradient(monkeypatch):
 
 
 def test_fast_kernels_run_as_plain_python_with_the_jit_disabled():
-    """With NUMBA_DISABLE_JIT=1 the fast path (outer-product tiles through ``simd``'s NumPy stand-ins, and
-    pixel passes) runs as Python, for a debugger, and gives the compiled kernels' numbers."""
+    """With NUMBA_DISABLE_JIT=1 the fast path (outer-product and row tiles through ``simd``'s NumPy
+    stand-ins) runs as Python, for a debugger, and gives the compiled kernels' numbers."""
     code = textwrap.dedent("""
         import json, numba, numpy as np
         from minicnn.functional.conv import conv2d_forward, conv2d_backward

@@ -24,6 +24,8 @@ Padding is given per side as ``(top, bottom, left, right)``; torch's symmetric
 ``padding=p`` is ``(p, p, p, p)`` and ``padding='same'`` puts the odd extra
 row/column at the bottom/right, exactly as torch does.
 """
+import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -32,24 +34,34 @@ from numba import njit, prange
 from .. import runtime
 from ..runtime import parallel_kernel
 from .fast_conv import (
-    PASS_ROWS,
-    PASS_TAPS,
-    conv2d_direct_forward,
+    ROW_FILTERS,
+    ROW_VECTORS,
+    WEIGHT_FILTERS,
+    WEIGHT_TAPS,
+    conv2d_rows_forward,
+    conv2d_rows_weight_grad,
     conv2d_tiles_forward,
     conv2d_tiles_weight_grad,
     round_up,
+    row_vectors,
     tile_shape,
 )
+from .simd import VECTOR_BYTES
 
 # Elements of cols (and dcols) built at once: the images are unfolded a chunk at a time, so the buffer
 # stays small (1 Mi elements: 4 MB in float32) whatever the batch, and the backward unfolds them again
 # instead of keeping every image's cols from the forward (80 MB for article's second conv at batch 256).
 COLS_CHUNK_ELEMENTS = 1 << 20
 
-# Taps per output (Cg*KH*KW) below which a stride-1 convolution runs as pixel passes rather than
-# outer-product tiles, whose stores (one per output element) dominate when each output sums only a
-# few taps: a first layer's 25 (measured: README, "Benchmarks").
-DIRECT_MAX_TAPS = 32
+# Taps per output (Cg*KH*KW) below which a stride-1 convolution runs as row tiles (filters x vectors
+# of output pixels) rather than outer-product tiles (pixels x vectors of filters). Batch 64, same
+# process, alternating with torch (AMD EPYC, AVX-512): notebook's 10->20 forward (90 taps) 0.30 ms by
+# rows against 0.43 by tiles; article's 16->32 (400 taps) 2.25 against 2.12.
+DIRECT_MAX_TAPS = 128
+# The same for the weight gradient (``conv2d_rows_weight_grad``), whose row tiles keep filters x taps
+# of sums: the first layers' 25 taps, article's 1->16 at batch 64 0.41-0.44 ms against 0.66-0.71 by
+# outer-product tiles; notebook's 10->20 (90 taps) was slower by rows.
+WEIGHT_ROWS_MAX_TAPS = 32
 
 
 def conv2d_output_size(size, kernel, stride, pad_before, pad_after, dilation):
@@ -393,7 +405,7 @@ def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
 
 def _multiply_adds(out_shape, taps):
     """Multiply-adds of a convolution pass: every output element sums ``taps`` products."""
-    return int(np.prod(out_shape, dtype=np.int64)) * taps
+    return math.prod(out_shape) * taps
 
 
 def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, upsample=(1, 1), transposed=False):
@@ -411,26 +423,37 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
     work = _multiply_adds(out.shape, Cg * KH * KW) // 32
     threads = runtime.threads_for(work)
-    xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
     pads = (pad_before[0], pad_before[1], upsample[0], upsample[1])
     if stride == (1, 1) and Cg * KH * KW < DIRECT_MAX_TAPS:
-        w_taps = _weight_matrix(w, groups, transposed, PASS_ROWS, PASS_TAPS)
-        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, PASS_TAPS)
-        conv2d_direct_forward.for_work(work)(x, *pads, offsets, w_taps, bias, threads, xp, out)
+        block = VECTOR_BYTES // x.itemsize
+        flat = np.empty(N * C * Hp * Wp + block, dtype=x.dtype)  # a vector more: a row's last vector reads past it
+        xp = flat[:-block].reshape(N, C, Hp, Wp)
+        w_taps = _weight_matrix(w, groups, transposed, ROW_FILTERS, 1)
+        bias_rows = np.zeros((groups, w_taps.shape[1]), dtype=x.dtype)
+        bias_rows[:, :out.shape[1] // groups] = bias.reshape(groups, -1)
+        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
+        vectors = row_vectors(OH, OW, Wp, block, ROW_VECTORS)
+        conv2d_rows_forward.for_work(work)(x, *pads, offsets, w_taps, bias_rows, *vectors, threads, xp, flat, out)
     else:
+        xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
         w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
         conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
 
 
+@functools.lru_cache(maxsize=64)
 def _tap_offsets(C, Cg, KH, KW, dil_h, dil_w, Hp, Wp, multiple):
     """Where tap t = (c, i, j) of an output pixel reads the padded input (N, C, Hp, Wp), flattened,
     relative to the pixel's own (c = i = j = 0) address: (c*Hp + i*dil_h)*Wp + j*dil_w. Rounded up
-    to a ``multiple`` of taps by repeating the last (a tile over taps then reads only real ones)."""
+    to a ``multiple`` of taps by repeating the last (a tile over taps then reads only real ones).
+    Cached (read-only): a layer asks for the same offsets at every step, and building them costs
+    about as much as a batch-1 first layer's whole kernel."""
     c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
     offsets = (c * Hp + i * dil_h) * Wp + j * dil_w
-    return np.concatenate([offsets, np.repeat(offsets[-1:], round_up(offsets.size, multiple) - offsets.size)])
+    offsets = np.concatenate([offsets, np.repeat(offsets[-1:], round_up(offsets.size, multiple) - offsets.size)])
+    offsets.setflags(write=False)
+    return offsets
 
 
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
@@ -456,10 +479,10 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     pixel p reads)``, a matrix product whose second operand is never built. Two ways, chosen by the
     number of taps ``Cg*KH*KW`` (``DIRECT_MAX_TAPS``):
 
-    * few taps, stride 1: **pixel passes**. The input is padded (NCHW) and the output computed on
-      the padded width, so every tap reads a contiguous run of input for a run of output pixels:
-      ``acc[f, q] += w[f, t] * xp[offset_t + q]``, 5 taps x 4 filters per pass (AVX-512), vectorized
-      along the pixels q.
+    * few taps, stride 1: **row tiles**. The input is padded (NCHW); 4 output channels x 4 vectors
+      of 16 pixels along the output rows (AVX-512, float32) are summed in registers over every tap,
+      ``acc[f, v] += w[f, t] * xp[x_at[v] + offset_t : +16]``, and stored straight into ``out``
+      (a row's last vector masked).
     * otherwise: **outer-product tiles**. With the input padded, tap t = (c, i, j) of output pixel
       p is the element ``base(p) + offset(t)`` of it, flattened. A tile keeps 14 pixels x 16 output channels
       (or 7 x 32; AVX-512, float32) of sums in registers while it runs over every tap:
@@ -493,29 +516,67 @@ def conv2d_backward(dout, cache, input_grad=True):
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    P = geo.out_h * geo.out_w
     dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, geo.out_h, geo.out_w)
     dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
-    work = _multiply_adds(dout.shape, Cg * KH * KW) // 32
-    workers = max(1, min(N, runtime.threads_for(work)))
-    wide, rows, block = tile_shape(F // groups, w.dtype)
-    dw_partial = np.zeros((workers, groups, Cg * KH * KW, round_up(F // groups, block)), dtype=w.dtype)
-    db_partial = np.zeros((workers, F), dtype=w.dtype)
-    if N and P and input_grad:
+    if N and geo.out_h * geo.out_w and input_grad:
         _convolve(dout, w, groups, np.zeros(C, w.dtype), (1, 1),
                   (geo.dil_h * (KH - 1) - geo.pad_top, geo.dil_w * (KW - 1) - geo.pad_left), (geo.dil_h, geo.dil_w),
                   (H, W), dx, upsample=(geo.stride_h, geo.stride_w), transposed=True)
-    if N and P:
-        Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
-        Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
-        xp = np.empty((N, C, Hp, Wp), dtype=w.dtype)
+    if (geo.stride_h, geo.stride_w) == (1, 1) and Cg * KH * KW < WEIGHT_ROWS_MAX_TAPS:
+        dw, db = _weight_grad_rows(x, dout, geo, w.shape, groups)
+    else:
+        dw, db = _weight_grad_tiles(x, dout, geo, w.shape, groups)
+    return dx, dw, (db if cache.has_bias else None)
+
+
+def _weight_grad_geometry(x, dout, geo, w_shape):
+    """(work, workers, Hp, Wp): the weight gradient's multiply-adds / 32, its workers, the padded input's size."""
+    KH, KW = w_shape[2:]
+    work = _multiply_adds(dout.shape, int(np.prod(w_shape[1:]))) // 32
+    Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
+    Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
+    return work, max(1, min(x.shape[0], runtime.threads_for(work))), Hp, Wp
+
+
+def _weight_grad_tiles(x, dout, geo, w_shape, groups):
+    """(dw, db) by outer-product tiles of taps x output channels (``conv2d_tiles_weight_grad``)."""
+    N, C = x.shape[:2]
+    F, Cg, KH, KW = w_shape
+    work, workers, Hp, Wp = _weight_grad_geometry(x, dout, geo, w_shape)
+    wide, rows, block = tile_shape(F // groups, x.dtype)
+    dw_partial = np.zeros((workers, groups, Cg * KH * KW, round_up(F // groups, block)), dtype=x.dtype)
+    db_partial = np.zeros((workers, F), dtype=x.dtype)
+    if dout.size:
+        xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, rows)
-        conv2d_tiles_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, P), offsets, geo.out_w,
+        conv2d_tiles_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, geo.out_w,
                                                 geo.stride_h, geo.stride_w, wide, xp, dw_partial, db_partial)
     # (groups, taps (c, i, j), Fg) -> (F, Cg, KH, KW)
-    dw = dw_partial.sum(axis=0)[:, :, :F // groups].transpose(0, 2, 1).reshape(w.shape)
-    db = db_partial.sum(axis=0)
-    return dx, dw, (db if cache.has_bias else None)
+    dw = dw_partial.sum(axis=0)[:, :, :F // groups].transpose(0, 2, 1).reshape(w_shape)
+    return dw, db_partial.sum(axis=0)
+
+
+def _weight_grad_rows(x, dout, geo, w_shape, groups):
+    """(dw, db) of a stride-1 convolution by row tiles of filters x taps (``conv2d_rows_weight_grad``)."""
+    N, C = x.shape[:2]
+    F, Cg, KH, KW = w_shape
+    Fg, taps = F // groups, Cg * KH * KW
+    work, workers, Hp, Wp = _weight_grad_geometry(x, dout, geo, w_shape)
+    block = VECTOR_BYTES // x.itemsize
+    filter_blocks, tap_blocks = -(-Fg // WEIGHT_FILTERS), -(-taps // WEIGHT_TAPS)
+    dw_vectors = np.zeros((workers, groups, filter_blocks, tap_blocks, WEIGHT_FILTERS * WEIGHT_TAPS * block),
+                          dtype=x.dtype)
+    db_partial = np.zeros((workers, F), dtype=x.dtype)
+    if dout.size:
+        xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
+        offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, WEIGHT_TAPS)
+        vectors = row_vectors(geo.out_h, geo.out_w, Wp, block, 1)
+        conv2d_rows_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, *vectors,
+                                               xp, dw_vectors, db_partial)
+    # (workers, groups, filter blocks, tap blocks, filters, taps, lanes) -> (groups, Fg, taps) -> (F, Cg, KH, KW)
+    dw = dw_vectors.reshape(workers, groups, filter_blocks, tap_blocks, WEIGHT_FILTERS, WEIGHT_TAPS, block).sum(axis=(0, 6))
+    dw = dw.transpose(0, 1, 3, 2, 4).reshape(groups, filter_blocks * WEIGHT_FILTERS, tap_blocks * WEIGHT_TAPS)
+    return dw[:, :Fg, :taps].reshape(w_shape), db_partial.sum(axis=0)
 
 
 # ---------------------------------------------------------------------------

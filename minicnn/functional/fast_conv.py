@@ -17,14 +17,21 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
   registers over all taps (``microkernels.outer_tile_*``), then stored.
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
   channels summed over an image's pixels, its output gradient copied pixel-major first.
-* ``conv2d_direct_forward``, for a few taps (a first layer's 25): pixel passes, vectorized along
-  the output pixels.
+* ``conv2d_rows_forward``, stride 1 with fewer taps (a first layer's 25, notebook's 10->20 90):
+  row tiles, F output channels x V vectors of pixels along the output rows summed in registers
+  over all taps (``microkernels.row_tile_*``), then stored straight into ``out`` (a row's last
+  vector masked when the vector length does not divide the row).
+* ``conv2d_rows_weight_grad``, the first layers' weight gradient: row tiles of F output channels x
+  T taps of vectors of pixels, summed over an image's rows (``microkernels.row_weight_tile_*``);
+  the caller sums the lanes.
 
 Each kernel is one parallel loop whose workers take a contiguous range of images, pad them
 (``pad_image``) and convolve them: one parallel region per pass, since each costs a wake-up of the
 threads (tens of microseconds; README, "Threads"). Every worker writes only its own images' outputs
 (the weight gradient: its own partial sum), so no two iterations write to the same place.
 """
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -34,8 +41,10 @@ from .microkernels import (
     outer_tile_7x2,
     outer_tile_8x1,
     outer_tile_14x1,
-    pixel_pass_2x4,
-    pixel_pass_4x5,
+    row_tile_4x3,
+    row_tile_4x4,
+    row_weight_tile_2x5,
+    row_weight_tile_4x2,
 )
 from .simd import VECTOR_BYTES, lanes, vector_registers
 
@@ -44,11 +53,13 @@ from .simd import VECTOR_BYTES, lanes, vector_registers
 if vector_registers() >= 32:
     narrow_tile, NARROW_ROWS = outer_tile_14x1, 14
     wide_tile, WIDE_ROWS = outer_tile_7x2, 7
-    pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_4x5, 4, 5
+    row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x4, 4, 4
+    row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_2x5, 2, 5
 else:
     narrow_tile, NARROW_ROWS = outer_tile_8x1, 8
     wide_tile, WIDE_ROWS = outer_tile_6x2, 6
-    pixel_pass, PASS_ROWS, PASS_TAPS = pixel_pass_2x4, 2, 4
+    row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x3, 4, 3
+    row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x2, 4, 2
 
 
 def round_up(n, multiple):
@@ -85,6 +96,14 @@ def _pad_image(x, n, pad_top, pad_left, up_h, up_w, xp):
                 frm = np.uint64(h * W + w_first)
                 for k in range(np.uint64(max(0, w_end - w_first))):
                     dst[to + k * step] = src[frm + k]
+
+
+def _plane_sum(a):
+    """sum(a) for a 1-D array, in any order: the adds then vectorize, instead of each waiting on the last."""
+    total = a.dtype.type(0)
+    for i in range(a.size):
+        total += a[i]
+    return total
 
 
 def _outer_tile(wide, x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -166,7 +185,6 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
     R = WIDE_ROWS if wide else NARROW_ROWS
     block = lanes(xp) * (2 if wide else 1)
     flat = xp.reshape(-1)
-    zero = xp.dtype.type(0)
     for t in prange(workers):
         bases = np.empty(P, np.int64)
         dout_t = np.zeros((groups, P, Fb), dtype=xp.dtype)
@@ -183,13 +201,10 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
                 d_g = dout_t[g].reshape(-1)
                 for f in range(Fg):
                     src = dout[n, g * Fg + f]
-                    acc = zero
                     # unsigned indices: Numba then skips the negative-index wraparound
                     for p in range(np.uint64(P)):
-                        v = src[p]
-                        d_g[p * np.uint64(Fb) + np.uint64(f)] = v
-                        acc += v
-                    db_partial[t, g * Fg + f] += acc
+                        d_g[p * np.uint64(Fb) + np.uint64(f)] = src[p]
+                    db_partial[t, g * Fg + f] += plane_sum(src)
                 dw_g = dw_partial[t, g].reshape(-1)
                 for k0 in range(0, T, R):
                     for f0 in range(0, Fg, block):
@@ -200,43 +215,98 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
                                 dw_g[dst + f] += tile[frm + f]
 
 
-def _conv2d_direct_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, workers, xp, out):
+@functools.lru_cache(maxsize=64)
+def row_vectors(OH, OW, Wp, block, vectors):
+    """The vectors of output pixels a row tile takes, row by row: (x_at, o_at, count), each (K,).
+
+    Vector k covers ``count[k]`` <= ``block`` pixels of one output row, from column c0: it reads the
+    padded input from ``x_at[k] = oh*Wp + c0`` (plus a tap's offset) and is stored at ``o_at[k] = oh*OW
+    + c0``. A row of OW pixels takes ceil(OW / block) vectors, its last one partial when ``block`` does not
+    divide OW. K is rounded up to a multiple of ``vectors`` by repeating the last vector (computed twice,
+    stored twice, the same values).
+    """
+    per_row = -(-OW // block)
+    k = np.arange(round_up(OH * per_row, vectors))
+    k = np.minimum(k, OH * per_row - 1)
+    oh, c0 = k // per_row, (k % per_row) * block
+    arrays = oh * Wp + c0, oh * OW + c0, np.minimum(block, OW - c0)
+    for a in arrays:  # cached: the same three for every call of a layer
+        a.setflags(write=False)
+    return arrays
+
+
+def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias_rows, x_at, o_at, o_count, workers,
+                         xp, flat, out):
     """out[n, g*Fg + f, oh, ow] = bias[g*Fg + f] + sum_t w_taps[g, f, t] * xp[n, g*Cg + c_t, oh + i_t*dil_h, ow + j_t*dil_w].
 
-    A stride-1 convolution by pixel passes (``microkernels.pixel_pass_*``). x : (N, C, H, W),
-    padded into xp : (N, C, Hp, Wp); offsets : (Tp,) the taps' offsets (module docstring), Tp a
-    multiple of PASS_TAPS, the extra taps with weight 0; w_taps : (groups, Fg rounded up to
-    PASS_ROWS, Tp). The output pixels are computed on the padded width Wp, q = oh*Wp + ow, so that
-    every tap reads a contiguous run of xp; the Wp - OW extra columns of each row are dropped.
+    A stride-1 convolution by row tiles (``microkernels.row_tile_*``): ROW_FILTERS output channels x
+    ROW_VECTORS vectors of pixels of the output rows, summed in registers over all T taps, then
+    stored. x : (N, C, H, W), padded into xp : (N, C, Hp, Wp), the start of flat (which has a vector
+    more at its end: the last partial vector of a row reads past the row); offsets : (T,) the taps'
+    offsets (module docstring); w_taps : (groups, Fg rounded up to ROW_FILTERS, T), the extra rows
+    zero; bias_rows : (groups, the same); x_at, o_at, o_count : (K,) the vectors of one image's
+    output (``row_vectors``); out : (N, F, OH, OW).
     """
     N, C, Hp, Wp = xp.shape
-    groups, Fg_rows, Tp = w_taps.shape
-    F, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    groups, Fg_rows, T = w_taps.shape
+    F, P = out.shape[1], out.shape[2] * out.shape[3]
     Fg, Cg = F // groups, C // groups
-    n_q = (OH - 1) * Wp + OW
-    flat = xp.reshape(N, -1)
+    K = x_at.size
+    o, b = out.reshape(-1), bias_rows.reshape(-1)
     workers = min(workers, N)
     for t in prange(workers):
-        acc = np.empty((PASS_ROWS, n_q), dtype=xp.dtype)
         for n in range(t * N // workers, (t + 1) * N // workers):
             pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
             for g in range(groups):
-                for f0 in range(0, Fg_rows, PASS_ROWS):
-                    for s in range(PASS_ROWS):
-                        acc[s] = bias[g * Fg + f0 + s] if f0 + s < Fg else 0
-                    for t0 in range(0, Tp, PASS_TAPS):
-                        pixel_pass(flat[n], g * Cg * Hp * Wp, offsets, w_taps[g, f0:f0 + PASS_ROWS], t0, acc, n_q)
-                    for s in range(min(PASS_ROWS, Fg - f0)):
-                        dst = out[n, g * Fg + f0 + s].reshape(-1)
-                        src = acc[s]
-                        for oh in range(OH):
-                            to, frm = np.uint64(oh * OW), np.uint64(oh * Wp)  # unsigned: the copy vectorizes
-                            for ow in range(np.uint64(OW)):
-                                dst[to + ow] = src[frm + ow]
+                w_g = w_taps[g].reshape(-1)
+                x0 = (n * C + g * Cg) * Hp * Wp
+                for f0 in range(0, Fg, ROW_FILTERS):
+                    o0, filters = (n * F + g * Fg + f0) * P, min(ROW_FILTERS, Fg - f0)
+                    for k0 in range(0, K, ROW_VECTORS):
+                        row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, o, o0,
+                                 o_at[k0:], o_count[k0:], P, filters)
+
+
+def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_count, xp, dw_vectors, db_partial):
+    """dw_vectors[t, g, fb, tb, (f*WEIGHT_TAPS + k)*L + l] = sum over worker t's images n and the vectors
+    i of ``row_vectors`` of lane l of dout[n, g*Fg + fb*WEIGHT_FILTERS + f, o_at[i] + l] * xp[n, g*Cg
+    ..., x_at[i] + offsets[tb*WEIGHT_TAPS + k] + l], for the lanes l < o_count[i]: the weight gradient of a
+    stride-1 convolution by row tiles (``microkernels.row_weight_tile_*``), summed over the workers
+    and the L lanes by the caller. db_partial[t, f] = the sum of dout[n, f, :] over the same images.
+
+    x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, P);
+    offsets : (taps rounded up to WEIGHT_TAPS,), the extra taps repeating the last; x_at, o_at,
+    o_count : (K,) every vector of an image's output once (``row_vectors`` with ``vectors=1``);
+    dw_vectors : (workers, groups, Fg / WEIGHT_FILTERS rounded up, taps / WEIGHT_TAPS rounded up,
+    WEIGHT_FILTERS * WEIGHT_TAPS * L). A last block of filters past Fg repeats filter Fg - 1.
+    """
+    N, C, Hp, Wp = xp.shape
+    workers, groups, filter_blocks, tap_blocks = dw_vectors.shape[:4]
+    F, P = dout.shape[1], dout.shape[2]
+    Fg, Cg = F // groups, C // groups
+    flat, d = xp.reshape(-1), dout.reshape(-1)
+    for t in prange(workers):
+        planes = np.empty(WEIGHT_FILTERS, np.int64)
+        dw_vectors[t] = 0
+        db_partial[t] = 0
+        for n in range(t * N // workers, (t + 1) * N // workers):
+            pad_image(x, n, pad_top, pad_left, 1, 1, xp)
+            for f in range(F):
+                db_partial[t, f] += plane_sum(dout[n, f])
+            for g in range(groups):
+                x0 = (n * C + g * Cg) * Hp * Wp
+                for fb in range(filter_blocks):
+                    for f in range(WEIGHT_FILTERS):
+                        planes[f] = (n * F + g * Fg + min(fb * WEIGHT_FILTERS + f, Fg - 1)) * P
+                    for tb in range(tap_blocks):
+                        row_weight_tile(flat, x0, x_at, offsets[tb * WEIGHT_TAPS:], d, planes, o_at, o_count, x_at.size,
+                                        dw_vectors[t, g, fb, tb])
 
 
 pad_image = njit(cache=True)(_pad_image)
+plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 outer_tile = njit(cache=True)(_outer_tile)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
 conv2d_tiles_weight_grad = parallel_kernel(_conv2d_tiles_weight_grad)
-conv2d_direct_forward = parallel_kernel(_conv2d_direct_forward)
+conv2d_rows_forward = parallel_kernel(_conv2d_rows_forward)
+conv2d_rows_weight_grad = parallel_kernel(_conv2d_rows_weight_grad)

@@ -8,6 +8,8 @@ gives it one, as LLVM's own ``<16 x float>`` (``<8 x double>``; half that withou
 
     load(a, i)         -> a[i : i + lanes]          (a 1-D array; no bounds check)
     store(a, i, v)        a[i : i + lanes] = v
+    store_first(a, i, v, count)  a[i : i + count] = v[:count]   (a masked store; count <= lanes)
+    load_first(a, i, count)  -> a[i : i + count], then zeros to fill the vector (a masked load)
     broadcast(a, i)    -> a[i] in every lane
     fma(x, y, acc)     -> x * y + acc, lane by lane, rounded once (an FMA instruction)
     zeros(a)           -> a vector of zeros of a's dtype
@@ -86,6 +88,75 @@ def _store(typingctx, a, i, v):
     return types.none(a, i, v), codegen
 
 
+def _first_lanes(builder, lanes, limit):
+    """The mask <lane 0 < limit, lane 1 < limit, ...> of ``lanes`` bits, limit an i64."""
+    lane = ir.Constant(ir.VectorType(ir.IntType(64), lanes), list(range(lanes)))
+    splat = builder.shuffle_vector(
+        builder.insert_element(ir.Constant(lane.type, ir.Undefined), limit, ir.Constant(ir.IntType(32), 0)),
+        ir.Constant(lane.type, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+    return builder.icmp_signed("<", lane, splat)
+
+
+@intrinsic
+def _load_first(typingctx, a, i, count):
+    if not (_is_flat_float_array(a) and isinstance(i, types.Integer) and isinstance(count, types.Integer)):
+        return None
+    vector = _vector_of(a)
+
+    def codegen(context, builder, sig, args):
+        array, index, count = args
+        vector_type = context.get_value_type(vector)
+        pointer = builder.bitcast(_element_pointer(context, builder, sig.args[0], array, index), vector_type.as_pointer())
+        mask = _first_lanes(builder, vector.count, context.cast(builder, count, sig.args[2], types.int64))
+        bits = 32 if isinstance(vector_type.element, ir.FloatType) else 64
+        masked_load = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector_type, [pointer.type, ir.IntType(32), mask.type, vector_type]),
+            f"llvm.masked.load.v{vector.count}f{bits}.p0")
+        limit = context.cast(builder, count, sig.args[2], types.int64)
+        full = builder.icmp_signed(">=", limit, ir.Constant(ir.IntType(64), vector.count))
+        with builder.if_else(full) as (whole, part):
+            with whole:  # a plain load: AVX2's masked load (vmaskmovps) is slower
+                plain = builder.load(pointer, align=a.dtype.bitwidth // 8)
+                whole_block = builder.block
+            with part:
+                masked = builder.call(masked_load, [pointer, ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8), mask,
+                                                    ir.Constant(vector_type, None)])
+                part_block = builder.block
+        value = builder.phi(vector_type)
+        value.add_incoming(plain, whole_block)
+        value.add_incoming(masked, part_block)
+        return value
+    return vector(a, i, count), codegen
+
+
+@intrinsic
+def _store_first(typingctx, a, i, v, count):
+    if not (_is_flat_float_array(a) and isinstance(i, types.Integer) and v == _vector_of(a)
+            and isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        array, index, value, count = args
+        pointer = _element_pointer(context, builder, sig.args[0], array, index)
+        vector_pointer = builder.bitcast(pointer, value.type.as_pointer())
+        lanes = value.type.count
+        limit = context.cast(builder, count, sig.args[3], types.int64)
+        mask = _first_lanes(builder, lanes, limit)
+        bits = 32 if isinstance(value.type.element, ir.FloatType) else 64
+        masked_store = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [value.type, vector_pointer.type, ir.IntType(32), mask.type]),
+            f"llvm.masked.store.v{lanes}f{bits}.p0")
+        full = builder.icmp_signed(">=", limit, ir.Constant(ir.IntType(64), lanes))
+        with builder.if_else(full) as (whole, part):
+            with whole:  # a plain store: AVX2's masked store (vmaskmovps) is much slower
+                builder.store(value, vector_pointer, align=a.dtype.bitwidth // 8)
+            with part:
+                builder.call(masked_store, [value, vector_pointer, ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8),
+                                            mask])
+        return context.get_dummy_value()
+    return types.none(a, i, v, count), codegen
+
+
 @intrinsic
 def _broadcast(typingctx, a, i):
     if not (_is_flat_float_array(a) and isinstance(i, types.Integer)):
@@ -148,6 +219,14 @@ if config.DISABLE_JIT:  # plain NumPy, for stepping through a kernel
     def store(a, i, v):
         a[i:i + v.size] = v
 
+    def store_first(a, i, v, count):
+        a[i:i + count] = v[:count]
+
+    def load_first(a, i, count):
+        v = np.zeros(_lanes_py(a), a.dtype)
+        v[:count] = a[i:i + count]
+        return v
+
     def broadcast(a, i):
         return np.full(_lanes_py(a), a[i])
 
@@ -160,3 +239,4 @@ if config.DISABLE_JIT:  # plain NumPy, for stepping through a kernel
     lanes = _lanes_py
 else:
     load, store, broadcast, fma, zeros, lanes = _load, _store, _broadcast, _fma, _zeros, _lanes
+    load_first, store_first = _load_first, _store_first
