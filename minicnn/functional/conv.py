@@ -403,6 +403,11 @@ def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
     return matrix
 
 
+def _input_extent(out, stride, dilation, kernel):
+    """The padded input rows (or columns) that ``out`` output rows read: (out-1)*stride + dilation*(kernel-1) + 1."""
+    return (out - 1) * stride + dilation * (kernel - 1) + 1
+
+
 def _multiply_adds(out_shape, taps):
     """Multiply-adds of a convolution pass: every output element sums ``taps`` products."""
     return math.prod(out_shape) * taps
@@ -420,7 +425,7 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     KH, KW = w.shape[2:]
     (OH, OW), (sh, sw), (dh, dw) = out_hw, stride, dilation
     Cg = C // groups
-    Hp, Wp = (OH - 1) * sh + dh * (KH - 1) + 1, (OW - 1) * sw + dw * (KW - 1) + 1
+    Hp, Wp = _input_extent(OH, sh, dh, KH), _input_extent(OW, sw, dw, KW)
     work = _multiply_adds(out.shape, Cg * KH * KW) // 32
     threads = runtime.threads_for(work)
     pads = (pad_before[0], pad_before[1], upsample[0], upsample[1])
@@ -533,8 +538,7 @@ def _weight_grad_geometry(x, dout, geo, w_shape):
     """(work, workers, Hp, Wp): the weight gradient's multiply-adds / 32, its workers, the padded input's size."""
     KH, KW = w_shape[2:]
     work = _multiply_adds(dout.shape, int(np.prod(w_shape[1:]))) // 32
-    Hp = (geo.out_h - 1) * geo.stride_h + geo.dil_h * (KH - 1) + 1
-    Wp = (geo.out_w - 1) * geo.stride_w + geo.dil_w * (KW - 1) + 1
+    Hp, Wp = _input_extent(geo.out_h, geo.stride_h, geo.dil_h, KH), _input_extent(geo.out_w, geo.stride_w, geo.dil_w, KW)
     return work, max(1, min(x.shape[0], runtime.threads_for(work))), Hp, Wp
 
 

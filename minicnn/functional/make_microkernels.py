@@ -71,91 +71,70 @@ from .simd import broadcast, fma, lanes, load, load_first, store, store_first, z
 '''
 
 
+IND = " " * 4
+
+
+def _assign(names, values):
+    """One line assigning ``values`` to ``names``: ``a0, a1 = x, y``."""
+    return f"{IND}" + ", ".join(names) + " = " + ", ".join(values)
+
+
+def _kernel(name, signature, doc, body):
+    """The source of a generated kernel ``name``: its def, docstring and body, then its njit."""
+    head = [f"def _{name}({signature}):", f'{IND}"""{doc}; see the module docstring."""']
+    return "\n".join(head + body + ["", "", f"{name} = njit(cache=True)(_{name})"])
+
+
 def outer_tile_function(R, V):
     """The source of ``outer_tile_RxV``."""
-    name = f"outer_tile_{R}x{V}"
-    ind = " " * 4
     sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
-    lines = [
-        f"def _{name}(x, fixed, varying, length, w, w_stride, w_col, tile):",
-        f'{ind}"""{R} rows x {V} vector(s) of columns per tile; see the module docstring."""',
-        f"{ind}L = lanes(w)",
-        f"{ind}" + ", ".join(f"f{r}" for r in range(R)) + " = " + ", ".join(f"fixed[{r}]" for r in range(R))
-        + ("," if R == 1 else ""),
-    ]
-    for row in sums:
-        lines.append(f"{ind}" + "; ".join(f"{s} = zeros(w)" for s in row))
-    lines.append(f"{ind}for t in range(length):")
-    lines.append(f"{ind * 2}at = varying[t]")
-    lines.append(f"{ind * 2}wt = t * w_stride + w_col")
-    lines.append(f"{ind * 2}" + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V)))
+    body = [f"{IND}L = lanes(w)", _assign([f"f{r}" for r in range(R)], [f"fixed[{r}]" for r in range(R)])]
+    body += [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
+    body += [f"{IND}for t in range(length):", f"{IND * 2}at = varying[t]", f"{IND * 2}wt = t * w_stride + w_col",
+             IND * 2 + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V))]
     for r, row in enumerate(sums):
-        lines.append(f"{ind * 2}x{r} = broadcast(x, f{r} + at)")
-        lines.append(f"{ind * 2}" + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(row)))
-    for r, row in enumerate(sums):
-        lines.append(f"{ind}" + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row)))
-    lines.append("")
-    lines.append("")
-    lines.append(f"{name} = njit(cache=True)(_{name})")
-    return "\n".join(lines)
+        body.append(f"{IND * 2}x{r} = broadcast(x, f{r} + at)")
+        body.append(IND * 2 + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(row)))
+    body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row))
+             for r, row in enumerate(sums)]
+    return _kernel(f"outer_tile_{R}x{V}", "x, fixed, varying, length, w, w_stride, w_col, tile",
+                   f"{R} rows x {V} vector(s) of columns per tile", body)
 
 
 def row_tile_function(F, V):
     """The source of ``row_tile_FxV``."""
-    name = f"row_tile_{F}x{V}"
-    ind = " " * 4
     sums = [[f"s{f}_{v}" for v in range(V)] for f in range(F)]
-    lines = [
-        f"def _{name}(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):",
-        f'{ind}"""{F} filters x {V} vector(s) of output pixels per tile; see the module docstring."""',
-        f"{ind}" + ", ".join(f"a{v}" for v in range(V)) + " = " + ", ".join(f"x0 + x_at[{v}]" for v in range(V)),
-    ]
+    body = [_assign([f"a{v}" for v in range(V)], [f"x0 + x_at[{v}]" for v in range(V)])]
+    body += [f"{IND}s{f}_0 = broadcast(bias, b0 + {f})" + "".join(f"; {s} = s{f}_0" for s in row[1:])
+             for f, row in enumerate(sums)]
+    body += [f"{IND}for t in range(taps):", f"{IND * 2}at = offsets[t]",
+             IND * 2 + "; ".join(f"v{v} = load(x, a{v} + at)" for v in range(V)), f"{IND * 2}wt = w0 + t"]
     for f, row in enumerate(sums):
-        lines.append(f"{ind}s{f}_0 = broadcast(bias, b0 + {f})" + "".join(f"; {s} = s{f}_0" for s in row[1:]))
-    lines.append(f"{ind}for t in range(taps):")
-    lines.append(f"{ind * 2}at = offsets[t]")
-    lines.append(f"{ind * 2}" + "; ".join(f"v{v} = load(x, a{v} + at)" for v in range(V)))
-    lines.append(f"{ind * 2}wt = w0 + t")
-    for f, row in enumerate(sums):
-        lines.append(f"{ind * 2}k{f} = broadcast(w, wt + {f} * taps)")
-        lines.append(f"{ind * 2}" + "; ".join(f"{s} = fma(k{f}, v{v}, {s})" for v, s in enumerate(row)))
-    lines.append(f"{ind}" + ", ".join(f"d{v}" for v in range(V)) + " = " + ", ".join(f"o0 + o_at[{v}]" for v in range(V)))
-    lines.append(f"{ind}" + ", ".join(f"c{v}" for v in range(V)) + " = " + ", ".join(f"o_count[{v}]" for v in range(V)))
+        body.append(f"{IND * 2}k{f} = broadcast(w, wt + {f} * taps)")
+        body.append(IND * 2 + "; ".join(f"{s} = fma(k{f}, v{v}, {s})" for v, s in enumerate(row)))
+    body.append(_assign([f"d{v}" for v in range(V)], [f"o0 + o_at[{v}]" for v in range(V)]))
+    body.append(_assign([f"c{v}" for v in range(V)], [f"o_count[{v}]" for v in range(V)]))
     for f, row in enumerate(sums):
         stores = "; ".join(f"store_first(out, d{v} + {f} * plane, {s}, c{v})" for v, s in enumerate(row))
-        lines.append(f"{ind}{stores}" if f == 0 else f"{ind}if filters > {f}:\n{ind * 2}{stores}")
-    lines.append("")
-    lines.append("")
-    lines.append(f"{name} = njit(cache=True)(_{name})")
-    return "\n".join(lines)
+        body.append(f"{IND}{stores}" if f == 0 else f"{IND}if filters > {f}:\n{IND * 2}{stores}")
+    return _kernel(f"row_tile_{F}x{V}", "x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters",
+                   f"{F} filters x {V} vector(s) of output pixels per tile", body)
 
 
 def row_weight_tile_function(F, T):
     """The source of ``row_weight_tile_FxT``."""
-    name = f"row_weight_tile_{F}x{T}"
-    ind = " " * 4
     sums = [[f"s{f}_{t}" for t in range(T)] for f in range(F)]
-    lines = [
-        f"def _{name}(x, x0, x_at, offsets, d, d_at, o_at, o_count, vectors, acc):",
-        f'{ind}"""{F} filters x {T} taps per tile; see the module docstring."""',
-        f"{ind}L = lanes(acc)",
-        f"{ind}" + ", ".join(f"o{t}" for t in range(T)) + " = " + ", ".join(f"x0 + offsets[{t}]" for t in range(T)),
-        f"{ind}" + ", ".join(f"p{f}" for f in range(F)) + " = " + ", ".join(f"d_at[{f}]" for f in range(F)),
-    ]
+    body = [f"{IND}L = lanes(acc)", _assign([f"o{t}" for t in range(T)], [f"x0 + offsets[{t}]" for t in range(T)]),
+            _assign([f"p{f}" for f in range(F)], [f"d_at[{f}]" for f in range(F)])]
+    body += [IND + "; ".join(f"{s} = load(acc, {f * T + t} * L)" for t, s in enumerate(row)) for f, row in enumerate(sums)]
+    body += [f"{IND}for k in range(vectors):", f"{IND * 2}a, b, c = x_at[k], o_at[k], o_count[k]",
+             IND * 2 + "; ".join(f"v{t} = load_first(x, o{t} + a, c)" for t in range(T))]
     for f, row in enumerate(sums):
-        lines.append(f"{ind}" + "; ".join(f"{s} = load(acc, {f * T + t} * L)" for t, s in enumerate(row)))
-    lines.append(f"{ind}for k in range(vectors):")
-    lines.append(f"{ind * 2}a, b, c = x_at[k], o_at[k], o_count[k]")
-    lines.append(f"{ind * 2}" + "; ".join(f"v{t} = load_first(x, o{t} + a, c)" for t in range(T)))
-    for f, row in enumerate(sums):
-        lines.append(f"{ind * 2}y{f} = load_first(d, p{f} + b, c)")
-        lines.append(f"{ind * 2}" + "; ".join(f"{s} = fma(y{f}, v{t}, {s})" for t, s in enumerate(row)))
-    for f, row in enumerate(sums):
-        lines.append(f"{ind}" + "; ".join(f"store(acc, {f * T + t} * L, {s})" for t, s in enumerate(row)))
-    lines.append("")
-    lines.append("")
-    lines.append(f"{name} = njit(cache=True)(_{name})")
-    return "\n".join(lines)
+        body.append(f"{IND * 2}y{f} = load_first(d, p{f} + b, c)")
+        body.append(IND * 2 + "; ".join(f"{s} = fma(y{f}, v{t}, {s})" for t, s in enumerate(row)))
+    body += [IND + "; ".join(f"store(acc, {f * T + t} * L, {s})" for t, s in enumerate(row)) for f, row in enumerate(sums)]
+    return _kernel(f"row_weight_tile_{F}x{T}", "x, x0, x_at, offsets, d, d_at, o_at, o_count, vectors, acc",
+                   f"{F} filters x {T} taps per tile", body)
 
 
 def source():

@@ -1,4 +1,4 @@
-"""Explicit vectors in Numba kernels: one vector type and six operations on it.
+"""Explicit vectors in Numba kernels: one vector type and eight operations on it.
 
 LLVM's loop vectorizer only turns innermost loops into vector code, one vector per array access. The
 register tile of a direct convolution (oneDNN's kernel, and ``microkernels.outer_tile_*``) needs
@@ -88,13 +88,22 @@ def _store(typingctx, a, i, v):
     return types.none(a, i, v), codegen
 
 
-def _first_lanes(builder, lanes, limit):
-    """The mask <lane 0 < limit, lane 1 < limit, ...> of ``lanes`` bits, limit an i64."""
+def _llvm_type_suffix(vector_type):
+    """How LLVM's intrinsics name a vector type: v16f32, v8f64, ..."""
+    bits = 32 if isinstance(vector_type.element, ir.FloatType) else 64
+    return f"v{vector_type.count}f{bits}"
+
+
+def _first_lanes(context, builder, count, count_type, lanes):
+    """(whole, mask) for a masked access of ``count`` elements: whether count >= lanes (then a plain
+    load or store does it: AVX2's masked ones, vmaskmovps, are slower), and <0 < count, 1 < count, ...>."""
+    limit = context.cast(builder, count, count_type, types.int64)
     lane = ir.Constant(ir.VectorType(ir.IntType(64), lanes), list(range(lanes)))
     splat = builder.shuffle_vector(
         builder.insert_element(ir.Constant(lane.type, ir.Undefined), limit, ir.Constant(ir.IntType(32), 0)),
         ir.Constant(lane.type, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
-    return builder.icmp_signed("<", lane, splat)
+    whole = builder.icmp_signed(">=", limit, ir.Constant(ir.IntType(64), lanes))
+    return whole, builder.icmp_signed("<", lane, splat)
 
 
 @intrinsic
@@ -107,20 +116,16 @@ def _load_first(typingctx, a, i, count):
         array, index, count = args
         vector_type = context.get_value_type(vector)
         pointer = builder.bitcast(_element_pointer(context, builder, sig.args[0], array, index), vector_type.as_pointer())
-        mask = _first_lanes(builder, vector.count, context.cast(builder, count, sig.args[2], types.int64))
-        bits = 32 if isinstance(vector_type.element, ir.FloatType) else 64
+        align = ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8)
+        whole, mask = _first_lanes(context, builder, count, sig.args[2], vector.count)
         masked_load = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector_type, [pointer.type, ir.IntType(32), mask.type, vector_type]),
-            f"llvm.masked.load.v{vector.count}f{bits}.p0")
-        limit = context.cast(builder, count, sig.args[2], types.int64)
-        full = builder.icmp_signed(">=", limit, ir.Constant(ir.IntType(64), vector.count))
-        with builder.if_else(full) as (whole, part):
-            with whole:  # a plain load: AVX2's masked load (vmaskmovps) is slower
-                plain = builder.load(pointer, align=a.dtype.bitwidth // 8)
-                whole_block = builder.block
-            with part:
-                masked = builder.call(masked_load, [pointer, ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8), mask,
-                                                    ir.Constant(vector_type, None)])
+            builder.module, ir.FunctionType(vector_type, [pointer.type, align.type, mask.type, vector_type]),
+            f"llvm.masked.load.{_llvm_type_suffix(vector_type)}.p0")
+        with builder.if_else(whole) as (then_whole, then_part):
+            with then_whole:
+                plain, whole_block = builder.load(pointer, align=align.constant), builder.block
+            with then_part:
+                masked = builder.call(masked_load, [pointer, align, mask, ir.Constant(vector_type, None)])
                 part_block = builder.block
         value = builder.phi(vector_type)
         value.add_incoming(plain, whole_block)
@@ -137,22 +142,17 @@ def _store_first(typingctx, a, i, v, count):
 
     def codegen(context, builder, sig, args):
         array, index, value, count = args
-        pointer = _element_pointer(context, builder, sig.args[0], array, index)
-        vector_pointer = builder.bitcast(pointer, value.type.as_pointer())
-        lanes = value.type.count
-        limit = context.cast(builder, count, sig.args[3], types.int64)
-        mask = _first_lanes(builder, lanes, limit)
-        bits = 32 if isinstance(value.type.element, ir.FloatType) else 64
+        pointer = builder.bitcast(_element_pointer(context, builder, sig.args[0], array, index), value.type.as_pointer())
+        align = ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8)
+        whole, mask = _first_lanes(context, builder, count, sig.args[3], value.type.count)
         masked_store = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [value.type, vector_pointer.type, ir.IntType(32), mask.type]),
-            f"llvm.masked.store.v{lanes}f{bits}.p0")
-        full = builder.icmp_signed(">=", limit, ir.Constant(ir.IntType(64), lanes))
-        with builder.if_else(full) as (whole, part):
-            with whole:  # a plain store: AVX2's masked store (vmaskmovps) is much slower
-                builder.store(value, vector_pointer, align=a.dtype.bitwidth // 8)
-            with part:
-                builder.call(masked_store, [value, vector_pointer, ir.Constant(ir.IntType(32), a.dtype.bitwidth // 8),
-                                            mask])
+            builder.module, ir.FunctionType(ir.VoidType(), [value.type, pointer.type, align.type, mask.type]),
+            f"llvm.masked.store.{_llvm_type_suffix(value.type)}.p0")
+        with builder.if_else(whole) as (then_whole, then_part):
+            with then_whole:
+                builder.store(value, pointer, align=align.constant)
+            with then_part:
+                builder.call(masked_store, [value, pointer, align, mask])
         return context.get_dummy_value()
     return types.none(a, i, v, count), codegen
 
@@ -179,9 +179,8 @@ def _fma(typingctx, x, y, acc):
 
     def codegen(context, builder, sig, args):
         vector_type = args[0].type
-        bits = 32 if isinstance(vector_type.element, ir.FloatType) else 64
         fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector_type, [vector_type] * 3),
-                                               f"llvm.fma.v{vector_type.count}f{bits}")
+                                               f"llvm.fma.{_llvm_type_suffix(vector_type)}")
         return builder.call(fused, args)
     return acc(x, y, acc), codegen
 
