@@ -39,6 +39,7 @@ measured by ``make bench`` (README, "Benchmarks").
 import contextlib
 import ctypes
 import os
+import time
 import types
 
 import numba
@@ -135,11 +136,15 @@ def blas_threads(threads=None):
                 put(count)
 
 
-def set_num_threads(threads=None, blas_threads=None):
+def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None):
     """Use ``threads`` Numba threads (default: all cores); ``blas_threads`` (default: unchanged, 1 at
-    first) is what minicnn's own matrix products get. Returns the Numba thread count.
+    first) is what minicnn's own matrix products get; ``adapt_to_load`` (default: unchanged, True at
+    first) gives up a thread per core that other processes keep busy (``free_threads``). Returns
+    the Numba thread count.
     """
-    global BLAS_THREADS
+    global BLAS_THREADS, ADAPT_TO_LOAD
+    if adapt_to_load is not None:
+        ADAPT_TO_LOAD = bool(adapt_to_load)
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
     if not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: threads must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
@@ -186,7 +191,8 @@ class ParallelKernel:
         return self._parallel
 
     def for_work(self, work):
-        return self.serial if work < SERIAL_BELOW else self.parallel
+        """The serial build for work below SERIAL_BELOW or when one thread is free (``threads_for``)."""
+        return self.serial if threads_for(work) == 1 else self.parallel
 
     def __call__(self, *args):
         return self.parallel(*args)
@@ -199,8 +205,67 @@ def parallel_kernel(function, **options):
 
 def threads_for(work):
     """The threads a kernel given ``work`` runs on: 1 below ``SERIAL_BELOW`` (``ParallelKernel.for_work``
-    takes the serial build there), else Numba's thread count."""
+    takes the serial build there), else Numba's thread count less the cores that other processes
+    keep busy (``free_threads``)."""
     if work < SERIAL_BELOW:
         return 1
     start_numba_pool()
-    return numba.get_num_threads()
+    return free_threads(numba.get_num_threads())
+
+
+# ---------------------------------------------------------------------------
+# Other processes' load
+# ---------------------------------------------------------------------------
+# A parallel region waits for its slowest thread, and a thread that shares its core with another
+# busy process waits for its turn on it: on the 2-core AMD EPYC, with a busy process pinned to one
+# core, article's training step at batch 64 took 19-57 ms on 2 threads and 16-23 ms on 1 (idle: 9-11
+# ms on 2), torch's 24-78 ms (README, "Threads"). So minicnn gives up a thread per core that other
+# processes keep busy: over each LOAD_WINDOW seconds, the busy time of the cores it may run on
+# (/proc/stat) less its own CPU time (all its threads', torch's included) is the others' load, in
+# cores; from OTHERS_THRESHOLD of a core on, that core is counted as taken.
+ADAPT_TO_LOAD = True  # set_num_threads(adapt_to_load=False) turns it off
+LOAD_WINDOW = 0.2
+OTHERS_THRESHOLD = 0.5
+_load = types.SimpleNamespace(checked=None, busy=0.0, own=0.0, taken=0)
+
+
+def _busy_seconds(cpus):
+    """The CPU seconds that the cores in ``cpus`` spent busy since boot (/proc/stat: user, nice,
+    system, irq, softirq and steal, the last being time the hypervisor gave to another machine), or
+    None where /proc/stat cannot be read."""
+    busy = 0
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if not line.startswith("cpu"):
+                    break
+                name, *ticks = line.split()
+                if name != "cpu" and int(name[3:]) in cpus:
+                    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, ticks[:8])
+                    busy += user + nice + system + irq + softirq + steal
+    except (OSError, ValueError):
+        return None
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cores_taken(busy, own, elapsed):
+    """The cores other processes kept busy: (``busy`` CPU seconds of our cores - ``own``, the CPU
+    seconds of this process) over ``elapsed`` seconds, counted from OTHERS_THRESHOLD of a core up."""
+    others = max(0.0, busy - own) / elapsed
+    return int(others + 1.0 - OTHERS_THRESHOLD)
+
+
+def free_threads(threads):
+    """``threads``, less the cores that other processes kept busy over the last LOAD_WINDOW (at least 1).
+
+    Measured again when the last measure is older than LOAD_WINDOW (a read of /proc/stat, tens of
+    microseconds, at most five times a second); with ADAPT_TO_LOAD off, ``threads``."""
+    if not ADAPT_TO_LOAD or threads == 1:
+        return threads
+    now = time.monotonic()
+    if _load.checked is None or now - _load.checked >= LOAD_WINDOW:
+        busy, own = _busy_seconds(os.sched_getaffinity(0)), time.process_time()
+        if busy is not None and _load.checked is not None:
+            _load.taken = cores_taken(busy - _load.busy, own - _load.own, now - _load.checked)
+        _load.checked, _load.busy, _load.own = now, busy or 0.0, own
+    return max(1, threads - _load.taken)

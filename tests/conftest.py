@@ -14,9 +14,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 
 
 def pytest_configure(config):
-    """minicnn's thread policy (Numba gets the cores, BLAS one thread), as the CLI applies it."""
+    """minicnn's thread policy (Numba gets the cores, BLAS one thread), as the CLI applies it, but
+    blind to other processes' load: which build a test runs (``kernel_build``) must not depend on
+    what else the machine does. tests/test_architecture.py tests the load policy itself."""
     import minicnn
-    minicnn.set_num_threads()
+    minicnn.set_num_threads(adapt_to_load=False)
 
 import pytest  # noqa: E402
 
