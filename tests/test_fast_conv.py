@@ -31,8 +31,9 @@ def test_microkernels_are_what_the_generator_writes():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_model_convolutions_equal_naive(name, dtype):
     """At the seed models' real sizes, through the default choice of path (row tiles for the stride-1
-    passes of fewer than DIRECT_MAX_TAPS taps and the first layers' weight gradients, outer-product
-    tiles for the rest), with a batch that does not split evenly between the threads."""
+    passes of fewer than DIRECT_MAX_TAPS taps or less than a vector of output channels, as the first
+    layers' input gradients, and for the first layers' weight gradients; outer-product tiles for the
+    rest), with a batch that does not split evenly between the threads."""
     C, H, F, K, pad = SEED_CONVS[name]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, C, H, H)).astype(dtype)
@@ -64,7 +65,8 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
         for dtype in (np.float32, np.float64):
             rtol = 1e-4 if dtype == np.float32 else 1e-10
             for taps in (0, 10**9):
-                with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps):
+                with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps,
+                                         ROWS_BELOW_VECTOR=min(taps, 1)):
                     for xs, ws, stride, pad, dil, groups in cases:
                         x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
                         b = rng.standard_normal(ws[0]).astype(dtype)

@@ -58,6 +58,13 @@ COLS_CHUNK_ELEMENTS = 1 << 20
 # process, alternating with torch (AMD EPYC, AVX-512): notebook's 10->20 forward (90 taps) 0.30 ms by
 # rows against 0.43 by tiles; article's 16->32 (400 taps) 2.25 against 2.12.
 DIRECT_MAX_TAPS = 128
+# ... and whatever the taps, when a group's output channels fill less than this share of a vector:
+# an outer-product tile then computes lanes of zero filters, a row tile at most three. 400 taps
+# (16 input channels, 5x5, 14x14 pixels), batch 64, same process (AMD EPYC, AVX-512), tiles against
+# rows: 1 filter (a first layer's input gradient, 28x28 pixels) 3.81-3.87 ms against 1.12-1.17, 4
+# filters 1.02-1.03 against 0.34-0.37, 8 filters 1.05-1.06 against 0.63-0.64, 12 filters 1.04-1.07
+# against 0.86-0.88; with 16 filters or more outer-product tiles win (32: 2.12 against 2.25).
+ROWS_BELOW_VECTOR = 1.0
 # The same for the weight gradient (``conv2d_rows_weight_grad``), whose row tiles keep filters x taps
 # of sums: the first layers' 25 taps, article's 1->16 at batch 64 0.41-0.44 ms against 0.66-0.71 by
 # outer-product tiles; notebook's 10->20 (90 taps) was slower by rows.
@@ -418,8 +425,9 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     ``pad_before`` (negative crops) and ``dilation``, after ``upsample - 1`` zeros are put between
     the pixels of x; with ``transposed``, by the weights of the transposed convolution (``conv2d_backward``).
 
-    A stride-1 convolution with few taps per output (Cg*KH*KW < DIRECT_MAX_TAPS) runs as pixel
-    passes; otherwise as outer-product tiles (``fast_conv``).
+    A stride-1 convolution with few taps per output (Cg*KH*KW < DIRECT_MAX_TAPS) or few output
+    channels per group (less than ROWS_BELOW_VECTOR of a vector) runs as row tiles; otherwise as
+    outer-product tiles (``fast_conv``).
     """
     N, C = x.shape[:2]
     KH, KW = w.shape[2:]
@@ -429,8 +437,8 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     work = _multiply_adds(out.shape, Cg * KH * KW) // 32
     threads = runtime.threads_for(work)
     pads = (pad_before[0], pad_before[1], upsample[0], upsample[1])
-    if stride == (1, 1) and Cg * KH * KW < DIRECT_MAX_TAPS:
-        block = VECTOR_BYTES // x.itemsize
+    block = VECTOR_BYTES // x.itemsize
+    if stride == (1, 1) and (Cg * KH * KW < DIRECT_MAX_TAPS or out.shape[1] // groups < block * ROWS_BELOW_VECTOR):
         flat = np.empty(N * C * Hp * Wp + block, dtype=x.dtype)  # a vector more: a row's last vector reads past it
         xp = flat[:-block].reshape(N, C, Hp, Wp)
         w_taps = _weight_matrix(w, groups, transposed, ROW_FILTERS, 1)

@@ -85,7 +85,7 @@ def _pad_image(x, n, pad_top, pad_left, up_h, up_w, xp):
     w_first = max(0, (up_w - 1 - pad_left) // up_w)          # the columns that land inside xp
     w_end = min(W, (Wp - 1 - pad_left) // up_w + 1)
     xp[n] = 0
-    step = np.uint64(up_w)
+    step, count = np.uint64(up_w), np.uint64(max(0, w_end - w_first))
     for c in range(C):
         src, dst = x[n, c].reshape(-1), xp[n, c].reshape(-1)
         for h in range(H):
@@ -94,8 +94,12 @@ def _pad_image(x, n, pad_top, pad_left, up_h, up_w, xp):
                 # unsigned indices: Numba then skips the negative-index wraparound, and the copy vectorizes
                 to = np.uint64(r * Wp + w_first * up_w + pad_left)
                 frm = np.uint64(h * W + w_first)
-                for k in range(np.uint64(max(0, w_end - w_first))):
-                    dst[to + k * step] = src[frm + k]
+                if up_w == 1:  # a contiguous row: its own loop, which LLVM vectorizes (article 16->32: 2.85 -> 1.67 us an image)
+                    for k in range(count):
+                        dst[to + k] = src[frm + k]
+                else:
+                    for k in range(count):
+                        dst[to + k * step] = src[frm + k]
 
 
 def _plane_sum(a):
