@@ -27,9 +27,13 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
 
 
 # Each way the fast kernels can run a pass, forced: row tiles wherever the stride allows ("direct"),
-# outer-product tiles everywhere ("tiles"), and the im2col + BLAS pair.
+# outer-product tiles everywhere, running on across images ("tiles") or image by image ("image
+# tiles"), and the im2col + BLAS pair.
+_TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0)
 PATHS = {"direct": dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9),
-         "tiles": dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0), "im2col": {}}
+         "tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=-1),             # tiles run on across images
+         "image tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=10**9),    # image by image, however many repeated
+         "im2col": {}}
 
 
 @given(case=conv_cases(), dtype=DTYPES, seed=seeds, path=st.sampled_from(sorted(PATHS)), blocks=st.integers(1, 3))

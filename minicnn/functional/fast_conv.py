@@ -14,7 +14,8 @@ backward dx  the forward on dout, zero-upsampled by the stride and padded by dil
 backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t)]
 
 * ``conv2d_tiles_forward``: a tile of R output pixels x V vectors of output channels is summed in
-  registers over all taps (``microkernels.outer_tile_*``), then stored.
+  registers over all taps (``microkernels.outer_tile_*``), then stored. ``conv2d_image_tiles_forward``
+  takes the tiles image by image and stores them pixel-major first, then copies each plane whole.
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
   channels summed over an image's pixels, its output gradient copied pixel-major first.
 * ``conv2d_rows_forward``, stride 1 with fewer taps (a first layer's 25, notebook's 10->20 90):
@@ -171,6 +172,46 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
                             o[dst + f * np.uint64(P)] = bias[first + f] + tile[src + f]
 
 
+def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
+                                workers, xp, out):
+    """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
+    pixel-major into a buffer (P rounded up to R pixels, x one block of channels), which is then
+    copied into out's planes, bias added, one output channel at a time. The copy is contiguous where
+    ``_conv2d_tiles_forward`` scatters each tile's R pixels x block channels across as many planes.
+    A last partial tile of an image repeats its last pixel, so the caller uses it when few pixels are
+    repeated (``conv.IMAGE_TILES_MAX_REPEATED``).
+    """
+    N, C, Hp, Wp = xp.shape
+    groups, T, Fb = w_taps.shape
+    F, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    Fg, Cg = F // groups, C // groups
+    P = OH * OW
+    R = WIDE_ROWS if wide else NARROW_ROWS
+    block = lanes(xp) * (2 if wide else 1)
+    tiled = -(-P // R) * R
+    workers = min(workers, N)
+    flat = xp.reshape(-1)
+    for t in prange(workers):
+        bases = np.empty(tiled, np.int64)  # where each pixel's taps start in its image's padded input
+        for p in range(tiled):
+            q = min(p, P - 1)
+            oh = q // OW
+            bases[p] = oh * stride_h * Wp + (q - oh * OW) * stride_w
+        staged = np.empty(tiled * block, xp.dtype)
+        for n in range(t * N // workers, (t + 1) * N // workers):
+            pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
+            for g in range(groups):
+                w_g, x_g = w_taps[g].reshape(-1), flat[(n * C + g * Cg) * Hp * Wp:]
+                for f0 in range(0, Fg, block):
+                    for q0 in range(0, tiled, R):
+                        outer_tile(wide, x_g, bases[q0:], offsets, T, w_g, Fb, f0, staged[q0 * block:])
+                    for f in range(min(block, Fg - f0)):
+                        plane, b_f = out[n, g * Fg + f0 + f].reshape(-1), bias[g * Fg + f0 + f]
+                        # unsigned: Numba then skips the negative-index wraparound
+                        for p in range(np.uint64(P)):
+                            plane[p] = staged[p * np.uint64(block) + np.uint64(f)] + b_f
+
+
 def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h, stride_w, wide, xp, dw_partial,
                               db_partial):
     """dw_partial[t, g, k, f] = sum over worker t's images n and pixels p of
@@ -311,6 +352,7 @@ pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 outer_tile = njit(cache=True)(_outer_tile)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
+conv2d_image_tiles_forward = parallel_kernel(_conv2d_image_tiles_forward)
 conv2d_tiles_weight_grad = parallel_kernel(_conv2d_tiles_weight_grad)
 conv2d_rows_forward = parallel_kernel(_conv2d_rows_forward)
 conv2d_rows_weight_grad = parallel_kernel(_conv2d_rows_weight_grad)
