@@ -26,11 +26,13 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
     compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
 
 
-# Each way the fast kernels can run a pass, forced: row tiles wherever the stride allows ("direct"),
-# outer-product tiles everywhere, running on across images ("tiles") or image by image ("image
+# Each way the fast kernels can run a pass, forced: row tiles wherever the stride allows, along
+# the output rows ("direct") or along the padded plane ("plane"), outer-product tiles everywhere, running on across images ("tiles") or image by image ("image
 # tiles"), and the im2col + BLAS pair.
 _TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0)
-PATHS = {"direct": dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9),
+_ROWS = dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9)
+PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row tiles along the output rows
+         "plane": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=10**9),             # ... along the padded plane
          "tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=-1),             # tiles run on across images
          "image tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=10**9),    # image by image, however many repeated
          "im2col": {}}

@@ -64,9 +64,9 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
                  ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), (0, 1, 2, 1), (2, 1), 2)]
         for dtype in (np.float32, np.float64):
             rtol = 1e-4 if dtype == np.float32 else 1e-10
-            for taps in (0, 10**9):
+            for taps, plane in ((0, 0), (10**9, 0), (10**9, 10**9)):
                 with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps,
-                                         ROWS_BELOW_VECTOR=min(taps, 1)):
+                                         ROWS_BELOW_VECTOR=min(taps, 1), PLANE_VECTORS_MAX_SHARE=plane):
                     for xs, ws, stride, pad, dil, groups in cases:
                         x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
                         b = rng.standard_normal(ws[0]).astype(dtype)
@@ -95,6 +95,21 @@ def test_row_vectors_cover_each_output_row_once():
     np.testing.assert_array_equal(x_at, [7 * r + c for r, c in zip(rows, columns)])
     np.testing.assert_array_equal(o_at, [5 * r + c for r, c in zip(rows, columns)])
     np.testing.assert_array_equal(count, [1 if c == 4 else 2 for c in columns])
+
+
+def test_plane_vectors_run_along_the_padded_plane():
+    """notebook's 10->20 at AVX-512's 16 lanes: a 10x10 output on a padded width of 12 spans
+    9*12 + 10 = 118 pixels of the plane, 8 vectors (7.4 rounded up), against the 12 that its 10 rows of
+    one partial vector each take when rounded up to the tile's 4 vectors."""
+    x_at, o_at, count = fast_conv.plane_vectors(10, 10, 12, 16, 4)
+    np.testing.assert_array_equal(x_at, 16 * np.arange(8))
+    np.testing.assert_array_equal(o_at, 16 * np.arange(8))
+    np.testing.assert_array_equal(count, [16] * 8)
+    assert fast_conv.row_vectors(10, 10, 12, 16, 4)[0].size == 12
+    x_at, _, _ = fast_conv.plane_vectors(2, 3, 5, 2, 4)  # 1*5 + 3 = 8 pixels: 4 vectors, none repeated
+    np.testing.assert_array_equal(x_at, [0, 2, 4, 6])
+    x_at, _, _ = fast_conv.plane_vectors(2, 3, 5, 4, 4)  # 2 vectors, the last repeated up to 4
+    np.testing.assert_array_equal(x_at, [0, 4, 4, 4])
 
 
 def test_vector_registers_follow_numba_target(monkeypatch):

@@ -44,6 +44,7 @@ from .fast_conv import (
     conv2d_tiles_forward,
     conv2d_tiles_weight_grad,
     round_up,
+    plane_vectors,
     row_vectors,
     tile_shape,
 )
@@ -66,6 +67,12 @@ DIRECT_MAX_TAPS = 128
 # filters 1.02-1.03 against 0.34-0.37, 8 filters 1.05-1.06 against 0.63-0.64, 12 filters 1.04-1.07
 # against 0.86-0.88; with 16 filters or more outer-product tiles win (32: 2.12 against 2.25).
 ROWS_BELOW_VECTOR = 1.0
+# Row tiles run along the padded plane (``plane_vectors``: rows and their padding columns, the output
+# staged, then copied) when that takes at most this share of the vectors that output rows take
+# (``row_vectors``). Notebook's 10->20 forward at batch 64, same process (AMD EPYC, AVX-512; 8 vectors
+# against 12): 0.27-0.33 ms along the plane against 0.33-0.46 by rows (torch 0.42); notebook's 1->10
+# (44 against 48) 0.31-0.32 against 0.32, article's 1->16 (56 against 56) 0.57-0.58 against 0.49.
+PLANE_VECTORS_MAX_SHARE = 0.8
 # Outer-product tiles image by image (``conv2d_image_tiles_forward``: each plane of out written whole)
 # when an image's last tile repeats at most this share of its pixels; else tiles that run on into the
 # next image (``conv2d_tiles_forward``). Batch 64, same process (AMD EPYC, AVX-512), across images
@@ -452,8 +459,12 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         bias_rows = np.zeros((groups, w_taps.shape[1]), dtype=x.dtype)
         bias_rows[:, :out.shape[1] // groups] = bias.reshape(groups, -1)
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
-        vectors = row_vectors(OH, OW, Wp, block, ROW_VECTORS)
-        conv2d_rows_forward.for_work(work)(x, *pads, offsets, w_taps, bias_rows, *vectors, threads, xp, flat, out)
+        vectors, staged_plane = row_vectors(OH, OW, Wp, block, ROW_VECTORS), 0
+        along_plane = plane_vectors(OH, OW, Wp, block, ROW_VECTORS)
+        if along_plane[0].size <= vectors[0].size * PLANE_VECTORS_MAX_SHARE:
+            vectors, staged_plane = along_plane, along_plane[0].size * block
+        conv2d_rows_forward.for_work(work)(x, *pads, offsets, w_taps, bias_rows, *vectors, threads, xp, flat, out,
+                                           staged_plane)
     else:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)

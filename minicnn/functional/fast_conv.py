@@ -18,10 +18,11 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
   takes the tiles image by image and stores them pixel-major first, then copies each plane whole.
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
   channels summed over an image's pixels, its output gradient copied pixel-major first.
-* ``conv2d_rows_forward``, stride 1 with fewer taps (a first layer's 25, notebook's 10->20 90):
-  row tiles, F output channels x V vectors of pixels along the output rows summed in registers
-  over all taps (``microkernels.row_tile_*``), then stored straight into ``out`` (a row's last
-  vector masked when the vector length does not divide the row).
+* ``conv2d_rows_forward``, stride 1 with fewer taps (a first layer's 25, notebook's 10->20 90) or
+  fewer output channels than a vector: row tiles, F output channels x V vectors of pixels along
+  the output rows summed in registers over all taps (``microkernels.row_tile_*``), then stored
+  straight into ``out`` (a row's last vector masked when the vector length does not divide the
+  row); or, for short rows, vectors along the padded plane (``plane_vectors``), staged, then copied.
 * ``conv2d_rows_weight_grad``, the first layers' weight gradient: row tiles of F output channels x
   T taps of vectors of pixels, summed over an image's rows (``microkernels.row_weight_tile_*``);
   the caller sums the lanes.
@@ -280,8 +281,24 @@ def row_vectors(OH, OW, Wp, block, vectors):
     return arrays
 
 
+@functools.lru_cache(maxsize=64)
+def plane_vectors(OH, OW, Wp, block, vectors):
+    """The vectors of a row tile that runs along the padded plane instead, rows and their padding
+    columns alike: (x_at, o_at, count) as in ``row_vectors``, vector k at ``k*block`` of both the
+    padded input and a staging plane of rows Wp long, full (``count`` = block). They cover
+    (OH - 1)*Wp + OW pixels, the first OW of each Wp being output pixels: fewer vectors than
+    ``row_vectors`` when rows are short (notebook's 10->20 with AVX-512: 8 against 12).
+    """
+    count = -(-((OH - 1) * Wp + OW) // block)
+    k = np.minimum(np.arange(round_up(count, vectors)), count - 1)
+    arrays = k * block, k * block, np.full(k.size, block)
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
 def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias_rows, x_at, o_at, o_count, workers,
-                         xp, flat, out):
+                         xp, flat, out, staged_plane):
     """out[n, g*Fg + f, oh, ow] = bias[g*Fg + f] + sum_t w_taps[g, f, t] * xp[n, g*Cg + c_t, oh + i_t*dil_h, ow + j_t*dil_w].
 
     A stride-1 convolution by row tiles (``microkernels.row_tile_*``): ROW_FILTERS output channels x
@@ -290,7 +307,9 @@ def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias
     more at its end: the last partial vector of a row reads past the row); offsets : (T,) the taps'
     offsets (module docstring); w_taps : (groups, Fg rounded up to ROW_FILTERS, T), the extra rows
     zero; bias_rows : (groups, the same); x_at, o_at, o_count : (K,) the vectors of one image's
-    output (``row_vectors``); out : (N, F, OH, OW).
+    output (``row_vectors``); out : (N, F, OH, OW). With ``staged_plane`` > 0 the vectors are
+    ``plane_vectors``: a tile of ROW_FILTERS channels is stored into a staging buffer of planes
+    ``staged_plane`` long with rows Wp long, whose first OW columns are then copied into out.
     """
     N, C, Hp, Wp = xp.shape
     groups, Fg_rows, T = w_taps.shape
@@ -299,7 +318,9 @@ def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias
     K = x_at.size
     o, b = out.reshape(-1), bias_rows.reshape(-1)
     workers = min(workers, N)
+    OH, OW = out.shape[2], out.shape[3]
     for t in prange(workers):
+        staged = np.empty(ROW_FILTERS * staged_plane, xp.dtype)
         for n in range(t * N // workers, (t + 1) * N // workers):
             pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
             for g in range(groups):
@@ -308,8 +329,18 @@ def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias
                 for f0 in range(0, Fg, ROW_FILTERS):
                     o0, filters = (n * F + g * Fg + f0) * P, min(ROW_FILTERS, Fg - f0)
                     for k0 in range(0, K, ROW_VECTORS):
-                        row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, o, o0,
-                                 o_at[k0:], o_count[k0:], P, filters)
+                        if staged_plane:
+                            row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, staged, 0,
+                                     o_at[k0:], o_count[k0:], staged_plane, filters)
+                        else:
+                            row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, o, o0,
+                                     o_at[k0:], o_count[k0:], P, filters)
+                    if staged_plane:
+                        for f in range(filters):
+                            for oh in range(OH):
+                                frm, to = np.uint64(f * staged_plane + oh * Wp), np.uint64(o0 + f * P + oh * OW)
+                                for ow in range(np.uint64(OW)):
+                                    o[to + ow] = staged[frm + ow]
 
 
 def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_count, xp, dw_vectors, db_partial):
