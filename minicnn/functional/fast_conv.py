@@ -112,6 +112,11 @@ def _plane_sum(a):
     return total
 
 
+def _tile_size(xp, wide):
+    """(R, block): the pixels (or taps) and the output channels of an outer-product tile, wide or narrow."""
+    return (WIDE_ROWS, 2 * lanes(xp)) if wide else (NARROW_ROWS, lanes(xp))
+
+
 def _outer_tile(wide, x, fixed, varying, length, w, w_stride, w_col, tile):
     """One outer-product tile, wide (two vectors of columns) or narrow (one)."""
     if wide:
@@ -134,8 +139,7 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
     F, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     Fg, Cg = F // groups, C // groups
     P = OH * OW
-    R = WIDE_ROWS if wide else NARROW_ROWS
-    block = lanes(xp) * (2 if wide else 1)
+    R, block = tile_size(xp, wide)
     workers = min(workers, N)
     flat, o = xp.reshape(-1), out.reshape(-1)
     for t in prange(workers):
@@ -187,8 +191,7 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     F, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     Fg, Cg = F // groups, C // groups
     P = OH * OW
-    R = WIDE_ROWS if wide else NARROW_ROWS
-    block = lanes(xp) * (2 if wide else 1)
+    R, block = tile_size(xp, wide)
     tiled = -(-P // R) * R
     workers = min(workers, N)
     flat = xp.reshape(-1)
@@ -228,8 +231,7 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
     F, P = dout.shape[1], dout.shape[2]
     workers, groups, T, Fb = dw_partial.shape
     Fg, Cg = F // groups, C // groups
-    R = WIDE_ROWS if wide else NARROW_ROWS
-    block = lanes(xp) * (2 if wide else 1)
+    R, block = tile_size(xp, wide)
     flat = xp.reshape(-1)
     for t in prange(workers):
         bases = np.empty(P, np.int64)
@@ -328,13 +330,11 @@ def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias
                 x0 = (n * C + g * Cg) * Hp * Wp
                 for f0 in range(0, Fg, ROW_FILTERS):
                     o0, filters = (n * F + g * Fg + f0) * P, min(ROW_FILTERS, Fg - f0)
+                    # the tile's stores: straight into out's planes, or into the staging planes
+                    dst, d0, plane = (staged, 0, staged_plane) if staged_plane else (o, o0, P)
                     for k0 in range(0, K, ROW_VECTORS):
-                        if staged_plane:
-                            row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, staged, 0,
-                                     o_at[k0:], o_count[k0:], staged_plane, filters)
-                        else:
-                            row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, o, o0,
-                                     o_at[k0:], o_count[k0:], P, filters)
+                        row_tile(flat, x0, x_at[k0:], offsets, T, w_g, f0 * T, b, g * Fg_rows + f0, dst, d0,
+                                 o_at[k0:], o_count[k0:], plane, filters)
                     if staged_plane:
                         for f in range(filters):
                             for oh in range(OH):
@@ -382,6 +382,7 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 outer_tile = njit(cache=True)(_outer_tile)
+tile_size = njit(cache=True)(_tile_size)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
 conv2d_image_tiles_forward = parallel_kernel(_conv2d_image_tiles_forward)
 conv2d_tiles_weight_grad = parallel_kernel(_conv2d_tiles_weight_grad)
