@@ -27,6 +27,18 @@ def test_microkernels_are_what_the_generator_writes():
     assert Path(make_microkernels.__file__).with_name("microkernels.py").read_text() == make_microkernels.source()
 
 
+def test_the_generator_finds_the_numba_caches_its_change_makes_stale(tmp_path):
+    """Cached builds of microkernels and fast_conv (which inlines them) are stale after a
+    regeneration; other modules' caches, and Python's own .pyc, are not."""
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    names = ["fast_conv._pad_image-79.py311.nbi", "fast_conv._pad_image-79.py311.1.nbc",
+             "microkernels._outer_tile_7x2-112.py311.nbi", "conv._im2col-171.py311.nbi", "fast_conv.cpython-311.pyc"]
+    for name in names:
+        (cache / name).touch()
+    assert [p.name for p in make_microkernels.stale_numba_caches(tmp_path)] == sorted(names[:3])
+
+
 @pytest.mark.parametrize("name", sorted(SEED_CONVS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_seed_model_convolutions_equal_naive(name, dtype):

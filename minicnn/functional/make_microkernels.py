@@ -8,6 +8,7 @@ then dominate), and the tile must be unrolled by hand: hence generated code, one
 shape. The generated file is committed and read like any other module (``NUMBA_DISABLE_JIT=1``
 runs it as Python); ``tests/test_fast_conv.py`` checks that it is what this script writes.
 """
+import os
 from pathlib import Path
 
 # (pixels, vectors of output channels) per outer-product tile: R*V sums in registers, plus V
@@ -144,10 +145,24 @@ def source():
     return HEADER + "".join("\n\n\n" + part for part in parts) + "\n"
 
 
+def stale_numba_caches(directory):
+    """Numba's cached builds of the modules that compile these kernels into their own: the cache of a
+    function is checked against its own file only, so after ``microkernels.py`` changes a cached
+    ``fast_conv`` kernel would go on running the old tiles (seen in session 9: a regenerated tile ran
+    at its old speed until the cache was removed)."""
+    return sorted(path for module in ("microkernels", "fast_conv")
+                  for pattern in (f"{module}.*.nbi", f"{module}.*.nbc") for path in (directory / "__pycache__").glob(pattern))
+
+
 def main():
     target = Path(__file__).with_name("microkernels.py")
     target.write_text(source())
     print(f"wrote {target}")
+    stale = stale_numba_caches(target.parent)
+    for path in stale:
+        path.unlink()
+    print(f"removed {len(stale)} cached Numba builds of microkernels and fast_conv"
+          + ("; NUMBA_CACHE_DIR is set: clear the caches there too" if "NUMBA_CACHE_DIR" in os.environ else ""))
 
 
 if __name__ == "__main__":
