@@ -31,12 +31,13 @@ def pairs(lo, hi):
 
 
 @st.composite
-def conv_cases(draw, channels=small):
+def conv_cases(draw, channels=small, extra_size=6):
     """Conv2d arguments and an input shape whose padded size fits the kernel.
 
     Covers batch 1 and the empty batch, unbatched (C, H, W) input, odd sizes, non-square kernels,
     strides, dilation, padding ('same' and 'valid' too), every padding_mode and groups; ``channels``
-    draws the input and output channels per group.
+    draws the input and output channels per group, and each input side is at most ``extra_size``
+    longer than the kernel needs.
     """
     groups = draw(st.integers(1, 3))
     in_channels, out_channels = groups * draw(channels), groups * draw(channels)
@@ -51,7 +52,7 @@ def conv_cases(draw, channels=small):
         smallest = max(1, d * (k - 1) + 1 - 2 * p)
         if padding_mode in ("reflect", "circular"):  # reflect needs pad < size, circular pad <= size
             smallest = max(smallest, d * (k - 1) + 1, p + 1)
-        spatial.append(draw(st.integers(smallest, smallest + 6)))
+        spatial.append(draw(st.integers(smallest, smallest + extra_size)))
     batch = draw(st.sampled_from(["unbatched", 0, 1, 2, 3]))
     shape = (in_channels, *spatial) if batch == "unbatched" else (batch, in_channels, *spatial)
     return dict(args=dict(in_channels=in_channels, out_channels=out_channels, kernel_size=kernel,

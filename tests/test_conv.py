@@ -27,14 +27,16 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
 
 
 # Each way the fast kernels can run a pass, forced: row tiles wherever the stride allows, along
-# the output rows ("direct") or along the padded plane ("plane"), outer-product tiles everywhere, running on across images ("tiles") or image by image ("image
-# tiles"), and the im2col + BLAS pair.
-_TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0)
+# the output rows ("direct") or along the padded plane ("plane"); outer-product tiles everywhere,
+# running on across images ("tiles"), image by image across rows ("image tiles") or along each
+# output row wherever stride and width allow ("aligned tiles"); and the im2col + BLAS pair.
+_TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=-1)
 _ROWS = dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9)
 PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row tiles along the output rows
          "plane": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=10**9),             # ... along the padded plane
          "tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=-1),             # tiles run on across images
          "image tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=10**9),    # image by image, however many repeated
+         "aligned tiles": dict(_TILES, ROW_ALIGNED_MAX_REPEATED=10**9),  # along the rows, however many repeated
          "im2col": {}}
 
 
@@ -44,6 +46,19 @@ def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
     enough that ``blocks`` images are unfolded at a time: several chunks, the last one partial, as at
     a large batch. (The tiles' own edges, a last tile past the last pixel or tap, come with every
     shape whose pixels or taps are not a multiple of the tile.)"""
+    assert_naive_and_fast_agree(case, dtype, seed, path, blocks)
+
+
+@given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds)
+def test_tiles_along_rows_agree_with_naive(case, dtype, seed):
+    """Outer-product tiles along the output rows need rows at least a tile long (14 or 7 pixels with
+    AVX-512, 8 or 6 with AVX2): every configuration, with wider inputs; a row's last tile, moved
+    back to end at the row's end, recomputes pixels of the one before whenever the tile does not
+    divide the row."""
+    assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
+
+
+def assert_naive_and_fast_agree(case, dtype, seed, path, blocks):
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)

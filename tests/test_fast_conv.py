@@ -61,9 +61,9 @@ def test_seed_model_convolutions_equal_naive(name, dtype):
 
 
 def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
-    """The 16-register kernels (8x1 and 6x2 outer-product tiles and 4x3 row tiles of 32-byte vectors), compiled for an AVX2
-    CPU in a fresh process (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both
-    dtypes, groups and strides."""
+    """The 16-register kernels (8x1 and 6x2 outer-product tiles, across rows and along them, and 4x3
+    row tiles of 32-byte vectors), compiled for an AVX2 CPU in a fresh process
+    (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both dtypes, groups and strides."""
     script = textwrap.dedent("""
         import numpy as np
         from unittest import mock
@@ -76,9 +76,10 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
                  ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), (0, 1, 2, 1), (2, 1), 2)]
         for dtype in (np.float32, np.float64):
             rtol = 1e-4 if dtype == np.float32 else 1e-10
-            for taps, plane in ((0, 0), (10**9, 0), (10**9, 10**9)):
+            for taps, plane, aligned in ((0, 0, -1), (0, 0, 10**9), (10**9, 0, -1), (10**9, 10**9, -1)):
                 with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps,
-                                         ROWS_BELOW_VECTOR=min(taps, 1), PLANE_VECTORS_MAX_SHARE=plane):
+                                         ROWS_BELOW_VECTOR=min(taps, 1), PLANE_VECTORS_MAX_SHARE=plane,
+                                         ROW_ALIGNED_MAX_REPEATED=aligned):
                     for xs, ws, stride, pad, dil, groups in cases:
                         x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
                         b = rng.standard_normal(ws[0]).astype(dtype)

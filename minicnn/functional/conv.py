@@ -79,6 +79,10 @@ PLANE_VECTORS_MAX_SHARE = 0.8
 # against by image: article's 16->32 forward 1.87 against 1.75 ms, its input gradient (32->16) 1.95
 # against 1.80.
 IMAGE_TILES_MAX_REPEATED = 0.125
+# ... and along the output rows (R consecutive pixels from one address: no register holds a pixel's
+# own address, which the tiles across rows keep on the stack when they run out of registers) when a
+# row's last tile, moved back to end at the row's end, repeats at most this share of the pixels.
+ROW_ALIGNED_MAX_REPEATED = 0.125
 # Taps below which the weight gradient runs as row tiles (``conv2d_rows_weight_grad``), which keep filters x taps
 # of sums: the first layers' 25 taps, article's 1->16 at batch 64 0.41-0.44 ms against 0.66-0.71 by
 # outer-product tiles; notebook's 10->20 (90 taps) was slower by rows.
@@ -470,8 +474,12 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
         w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
-        kernel = conv2d_image_tiles_forward if -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED else conv2d_tiles_forward
-        kernel.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
+        along_rows = sw == 1 and OW >= rows and -OW % rows * OH <= OH * OW * ROW_ALIGNED_MAX_REPEATED
+        if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
+            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows, threads,
+                                                      xp, out)
+        else:
+            conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
 
 
 @functools.lru_cache(maxsize=64)

@@ -39,6 +39,10 @@ from numba import njit, prange
 
 from ..runtime import parallel_kernel
 from .microkernels import (
+    outer_row_tile_6x2,
+    outer_row_tile_7x2,
+    outer_row_tile_8x1,
+    outer_row_tile_14x1,
     outer_tile_6x2,
     outer_tile_7x2,
     outer_tile_8x1,
@@ -53,13 +57,13 @@ from .simd import VECTOR_BYTES, lanes, vector_registers
 # Tiles by the CPU's vector registers: (function, pixels) for one vector of output channels
 # ("narrow") and for two ("wide", used when a group has more output channels than a vector holds).
 if vector_registers() >= 32:
-    narrow_tile, NARROW_ROWS = outer_tile_14x1, 14
-    wide_tile, WIDE_ROWS = outer_tile_7x2, 7
+    narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_14x1, outer_row_tile_14x1, 14
+    wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_7x2, outer_row_tile_7x2, 7
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x4, 4, 4
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_2x5, 2, 5
 else:
-    narrow_tile, NARROW_ROWS = outer_tile_8x1, 8
-    wide_tile, WIDE_ROWS = outer_tile_6x2, 6
+    narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_8x1, outer_row_tile_8x1, 8
+    wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_6x2, outer_row_tile_6x2, 6
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x3, 4, 3
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x2, 4, 2
 
@@ -125,6 +129,14 @@ def _outer_tile(wide, x, fixed, varying, length, w, w_stride, w_col, tile):
         narrow_tile(x, fixed, varying, length, w, w_stride, w_col, tile)
 
 
+def _outer_row_tile(wide, x, base, varying, length, w, w_stride, w_col, tile):
+    """One outer-product tile of consecutive pixels from one base address, wide or narrow."""
+    if wide:
+        wide_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
+    else:
+        narrow_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
+
+
 def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
                           workers, xp, out):
     """out[n, g*Fg + f, oh, ow] = bias[g*Fg + f] + sum_t w_taps[g, t, f] * xp[base(n, oh, ow) + g*Cg*Hp*Wp + offsets[t]].
@@ -178,13 +190,17 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
 
 
 def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
-                                workers, xp, out):
+                                along_rows, workers, xp, out):
     """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
-    pixel-major into a buffer (P rounded up to R pixels, x one block of channels), which is then
-    copied into out's planes, bias added, one output channel at a time. The copy is contiguous where
+    pixel-major into a buffer (P + R pixels x one block of channels), which is then copied into out's
+    planes, bias added, one output channel at a time. The copy is contiguous where
     ``_conv2d_tiles_forward`` scatters each tile's R pixels x block channels across as many planes.
-    A last partial tile of an image repeats its last pixel, so the caller uses it when few pixels are
-    repeated (``conv.IMAGE_TILES_MAX_REPEATED``).
+
+    Tiles of R pixels run on across rows, each pixel from its own address (``outer_tile_*``; an
+    image's last tile repeats its last pixel); or, with ``along_rows`` (stride_w 1, OW >= R), along
+    each output row: R consecutive pixels from one address (``outer_row_tile_*``), a row's last tile
+    moved back to end at the row's end, recomputing pixels of the one before. The caller chooses by
+    the pixels repeated (``conv.IMAGE_TILES_MAX_REPEATED``, ``conv.ROW_ALIGNED_MAX_REPEATED``).
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -192,23 +208,37 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     Fg, Cg = F // groups, C // groups
     P = OH * OW
     R, block = tile_size(xp, wide)
-    tiled = -(-P // R) * R
+    per_row = -(-OW // R)
+    tiles = OH * per_row if along_rows else -(-P // R)
     workers = min(workers, N)
     flat = xp.reshape(-1)
     for t in prange(workers):
-        bases = np.empty(tiled, np.int64)  # where each pixel's taps start in its image's padded input
-        for p in range(tiled):
-            q = min(p, P - 1)
-            oh = q // OW
-            bases[p] = oh * stride_h * Wp + (q - oh * OW) * stride_w
-        staged = np.empty(tiled * block, xp.dtype)
+        # tile k: its first output pixel starts[k]; where its pixels' taps start in the padded image,
+        # bases[k*R + r] (along rows: bases[k*R], the others following it)
+        starts = np.empty(tiles, np.int64)
+        bases = np.empty(tiles * R, np.int64)
+        for k in range(tiles):
+            if along_rows:
+                oh = k // per_row
+                ow0 = min((k - oh * per_row) * R, OW - R)
+                starts[k], bases[k * R] = oh * OW + ow0, oh * stride_h * Wp + ow0
+            else:
+                starts[k] = k * R
+                for r in range(R):
+                    q = min(k * R + r, P - 1)
+                    oh = q // OW
+                    bases[k * R + r] = oh * stride_h * Wp + (q - oh * OW) * stride_w
+        staged = np.empty((P + R) * block, xp.dtype)
         for n in range(t * N // workers, (t + 1) * N // workers):
             pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
             for g in range(groups):
                 w_g, x_g = w_taps[g].reshape(-1), flat[(n * C + g * Cg) * Hp * Wp:]
                 for f0 in range(0, Fg, block):
-                    for q0 in range(0, tiled, R):
-                        outer_tile(wide, x_g, bases[q0:], offsets, T, w_g, Fb, f0, staged[q0 * block:])
+                    for k in range(tiles):
+                        if along_rows:
+                            outer_row_tile(wide, x_g, bases[k * R], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
+                        else:
+                            outer_tile(wide, x_g, bases[k * R:], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
                     for f in range(min(block, Fg - f0)):
                         plane, b_f = out[n, g * Fg + f0 + f].reshape(-1), bias[g * Fg + f0 + f]
                         # unsigned: Numba then skips the negative-index wraparound
@@ -382,6 +412,7 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 outer_tile = njit(cache=True)(_outer_tile)
+outer_row_tile = njit(cache=True)(_outer_row_tile)
 tile_size = njit(cache=True)(_tile_size)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
 conv2d_image_tiles_forward = parallel_kernel(_conv2d_image_tiles_forward)

@@ -102,6 +102,23 @@ def outer_tile_function(R, V):
                    f"{R} rows x {V} vector(s) of columns per tile", body)
 
 
+def outer_row_tile_function(R, V):
+    """The source of ``outer_row_tile_RxV``: ``outer_tile_RxV`` for R pixels that follow each other
+    in x, from one base address."""
+    sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
+    body = [f"{IND}L = lanes(w)"]
+    body += [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
+    body += [f"{IND}for t in range(length):", f"{IND * 2}at = base + varying[t]", f"{IND * 2}wt = t * w_stride + w_col",
+             IND * 2 + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V))]
+    for r, row in enumerate(sums):
+        body.append(f"{IND * 2}x{r} = broadcast(x, at + {r})")
+        body.append(IND * 2 + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(row)))
+    body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row))
+             for r, row in enumerate(sums)]
+    return _kernel(f"outer_row_tile_{R}x{V}", "x, base, varying, length, w, w_stride, w_col, tile",
+                   f"{R} consecutive pixels x {V} vector(s) of columns per tile", body)
+
+
 def row_tile_function(F, V):
     """The source of ``row_tile_FxV``."""
     sums = [[f"s{f}_{v}" for v in range(V)] for f in range(F)]
@@ -140,6 +157,7 @@ def row_weight_tile_function(F, T):
 
 def source():
     parts = ([outer_tile_function(R, V) for R, V in OUTER_TILES]
+             + [outer_row_tile_function(R, V) for R, V in OUTER_TILES]
              + [row_tile_function(F, V) for F, V in ROW_TILES]
              + [row_weight_tile_function(F, T) for F, T in ROW_WEIGHT_TILES])
     return HEADER + "".join("\n\n\n" + part for part in parts) + "\n"

@@ -232,6 +232,194 @@ def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
 outer_tile_6x2 = njit(cache=True)(_outer_tile_6x2)
 
 
+def _outer_row_tile_14x1(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for t in range(length):
+        at = base + varying[t]
+        wt = t * w_stride + w_col
+        w0 = load(w, wt + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0, s7_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0, s8_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0, s9_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0, s10_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0, s11_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0, s12_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0, s13_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1 = njit(cache=True)(_outer_row_tile_14x1)
+
+
+def _outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for t in range(length):
+        at = base + varying[t]
+        wt = t * w_stride + w_col
+        w0 = load(w, wt + 0 * L); w1 = load(w, wt + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2 = njit(cache=True)(_outer_row_tile_7x2)
+
+
+def _outer_row_tile_8x1(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for t in range(length):
+        at = base + varying[t]
+        wt = t * w_stride + w_col
+        w0 = load(w, wt + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0, s7_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1 = njit(cache=True)(_outer_row_tile_8x1)
+
+
+def _outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for t in range(length):
+        at = base + varying[t]
+        wt = t * w_stride + w_col
+        w0 = load(w, wt + 0 * L); w1 = load(w, wt + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2 = njit(cache=True)(_outer_row_tile_6x2)
+
+
 def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
     """4 filters x 4 vector(s) of output pixels per tile; see the module docstring."""
     a0, a1, a2, a3 = x0 + x_at[0], x0 + x_at[1], x0 + x_at[2], x0 + x_at[3]
