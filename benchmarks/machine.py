@@ -35,6 +35,20 @@ def cpu_label():
     return f"{name}, {len(os.sched_getaffinity(0))} cores, {vector}"
 
 
+def compiled_for():
+    """What the two libraries were limited to, when not this CPU's own widest ISA: minicnn's kernels
+    compile for ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` and torch's oneDNN stops at
+    ``ONEDNN_MAX_CPU_ISA`` (how an AVX2 machine is imitated on an AVX-512 one). Empty otherwise."""
+    from minicnn.functional.simd import VECTOR_BYTES
+    limits = []
+    if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
+        limits.append(f"minicnn compiled for {os.environ.get('NUMBA_CPU_NAME', 'the host')} "
+                      f"({'AVX-512' if VECTOR_BYTES == 64 else 'AVX2'} vectors)")
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        limits.append(f"torch's oneDNN limited to {os.environ['ONEDNN_MAX_CPU_ISA']}")
+    return "; ".join(limits)
+
+
 def matmul_peak_gflops(n=4096, repeats=5):
     """Best GFLOP/s of an n x n float32 matrix product, over numpy's BLAS and torch, in this process."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
@@ -74,7 +88,7 @@ def describe():
                              f"({lanes} fp32 lanes x {fma_units} FMA units x 2)",
         matmul_gflops=measured, peak_gflops_fp32=round(max(measured.values()), 1),
         python=platform.python_version(), numpy=np.__version__, numba=numba.__version__,
-        numba_threading_layer=_threading_layer(), torch=torch.__version__, blas=blas,
+        numba_threading_layer=_threading_layer(), torch=torch.__version__, blas=blas, limited_to=compiled_for(),
     )
 
 

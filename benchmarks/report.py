@@ -28,7 +28,8 @@ def markdown(results):
     out = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['vector']}; practical fp32 peak {peak} GFLOP/s, the best "
            f"4096² float32 matmul in this run ({matmul} GFLOP/s); nominal {m['nominal_peak_gflops_fp32']} GFLOP/s "
            f"({m['nominal_peak_formula']}). numpy {m['numpy']}, numba {m['numba']} ({m['numba_threading_layer']} "
-           f"threading layer), torch {m['torch']}; BLAS: {', '.join(m['blas'])}. {results['threads']} thread(s).",
+           f"threading layer), torch {m['torch']}; BLAS: {', '.join(m['blas'])}. {results['threads']} thread(s)."
+           + (f" **Imitated: {m['limited_to']}.**" if m.get("limited_to") else ""),
            "", "Times are the median (min–max) milliseconds per call of alternating A/B runs. "
            "ratio = minicnn / torch (below 1: minicnn is faster). GFLOP/s and % of the practical peak are minicnn's. "
            "notebook-bn has no training row at batch 1, nor BatchNorm1d a layer row: BatchNorm1d cannot train "
