@@ -3,6 +3,7 @@ import numbers
 
 import numpy as np
 
+from .functional.sgd import sgd_update
 from .nn.module import Parameter
 
 HYPERPARAMETERS = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
@@ -126,23 +127,47 @@ class SGD:
             p.zero_grad()
 
     def step(self):
+        """One update of every parameter: ``functional.sgd.sgd_update``, one pass over each parameter's
+        memory, equal to ``step_numpy`` to the last bit. A parameter whose arrays are not contiguous
+        or whose gradient has another dtype takes ``step_numpy``'s operations."""
         i = 0
         for group in self.param_groups:
-            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            settings = [group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")]
             for p in group["params"]:
-                g = -p.grad if group["maximize"] else p.grad
-                if group["weight_decay"] != 0:
-                    g = g + group["weight_decay"] * p.data
-                if momentum != 0:
-                    buf = self.momentum_buffers[i]
-                    if buf is None:
-                        buf = self.momentum_buffers[i] = np.array(g, dtype=p.data.dtype, copy=True)
-                    else:
-                        buf *= momentum
-                        buf += (1 - dampening) * g
-                    g = g + momentum * buf if group["nesterov"] else buf
-                p.data -= lr * g
+                data, grad, buf = p.data, p.grad, self.momentum_buffers[i]
+                if (grad.dtype == data.dtype and data.dtype.kind == "f" and data.flags.c_contiguous
+                        and grad.flags.c_contiguous and (buf is None or buf.flags.c_contiguous)):
+                    first = buf is None
+                    if group["momentum"] != 0 and first:
+                        buf = self.momentum_buffers[i] = np.empty_like(data)
+                    sgd_update(data, grad, data if buf is None else buf, *settings, first)
+                else:
+                    self._step_numpy_one(group, p, i)
                 i += 1
+
+    def step_numpy(self):
+        """The same update as ``step``, written with whole-array NumPy operations: the readable reference."""
+        i = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._step_numpy_one(group, p, i)
+                i += 1
+
+    def _step_numpy_one(self, group, p, i):
+        """``torch.optim.SGD``'s rule for parameter ``p``, the i-th, with NumPy operations."""
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        g = -p.grad if group["maximize"] else p.grad
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * p.data
+        if momentum != 0:
+            buf = self.momentum_buffers[i]
+            if buf is None:
+                buf = self.momentum_buffers[i] = np.array(g, dtype=p.data.dtype, copy=True)
+            else:
+                buf *= momentum
+                buf += (1 - dampening) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        p.data -= lr * g
 
     def state_dict(self):
         """The momentum buffers as ``{"momentum_buffer.<i>": array}``, and ``lr`` (one per group in ``group_lr``)."""

@@ -38,6 +38,33 @@ def test_sgd_matches_torch_step_for_step(options, dtype):
             assert_close(p.data, p_t.detach().numpy(), f"param {i} after step {step}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_sgd_fused_step_equals_numpy_step_bitwise(options, dtype):
+    """``step`` (one fused pass per parameter) against ``step_numpy`` (whole-array NumPy), both from
+    the same state, to the last bit: parameters and momentum buffers. The shapes include one large
+    enough for the parallel build, and a non-contiguous parameter, which takes NumPy's operations."""
+    rng = np.random.default_rng(1)
+    shapes = [(3, 4), (5,), (300, 400)]
+    runs = []
+    for _ in range(2):
+        params = [mc.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+        params.append(mc.Parameter(np.asfortranarray(rng.standard_normal((6, 7)).astype(dtype))))
+        runs.append((params, mc.SGD(params, lr=0.05, **options)))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        b.data[...] = a.data
+    for step in range(4):
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in runs[0][0]]
+        for (params, opt), stepper in zip(runs, ("step", "step_numpy")):
+            for p, g in zip(params, grads):
+                p.grad[...] = g
+            getattr(opt, stepper)()
+        for i, (a, b) in enumerate(zip(runs[0][0], runs[1][0])):
+            assert np.array_equal(a.data, b.data), f"param {i} after step {step}"
+        for i, (a, b) in enumerate(zip(runs[0][1].momentum_buffers, runs[1][1].momentum_buffers)):
+            assert (a is None and b is None) or np.array_equal(a, b), f"momentum buffer {i} after step {step}"
+
+
 def test_sgd_hand_derived_momentum():
     """g = 1 each step, mu = 0.5, lr = 1: buf = 1, 1.5, 1.75; p = -1, -2.5, -4.25."""
     p = mc.Parameter(np.zeros(1))

@@ -4,7 +4,8 @@
     grads      = <op>_backward(dout, cache)
 
 with the cache a documented NamedTuple. Convolution and max-pooling also have a
-``*_naive`` pair written to be read. ``import minicnn.functional as F``.
+``*_naive`` pair written to be read; ``sgd_update`` is the optimizer's step.
+``import minicnn.functional as F``.
 
 Nothing here knows about Modules or Parameters: the layers in ``minicnn.nn``
 own the parameters and call these functions.
@@ -20,6 +21,7 @@ from .loss import (REDUCTIONS, CrossEntropyCache, NLLCache, cross_entropy_backwa
 from .norm import BatchNormCache, batchnorm_backward, batchnorm_forward
 from .pool import (PoolCache, PoolNaiveCache, maxpool2d_backward, maxpool2d_backward_naive, maxpool2d_forward,
                    maxpool2d_forward_naive, maxpool2d_output_shape, maxpool2d_output_size)
+from .sgd import sgd_update
 
 __all__ = [
     "PADDING_MODES", "Pad2dCache", "pad2d_backward", "pad2d_forward",
@@ -30,5 +32,5 @@ __all__ = [
     "cross_entropy_forward", "dropout_backward", "dropout_forward", "linear_backward", "linear_forward",
     "log_softmax_backward", "log_softmax_forward", "maxpool2d_backward", "maxpool2d_backward_naive",
     "maxpool2d_forward", "maxpool2d_forward_naive", "maxpool2d_output_shape", "maxpool2d_output_size",
-    "nll_backward", "nll_forward", "relu_backward", "relu_forward",
+    "nll_backward", "nll_forward", "relu_backward", "relu_forward", "sgd_update",
 ]
