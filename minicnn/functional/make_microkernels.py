@@ -47,6 +47,11 @@ convolution ``fixed`` are R output pixels, ``varying`` the taps and ``w`` the we
 output channels contiguous; in the weight gradient ``fixed`` are R taps, ``varying`` the pixels
 and ``w`` the output gradient, pixel by pixel.
 
+``outer_row_tile_RxV(x, base, varying, length, w, w_stride, w_col, tile)`` is the same tile for R
+pixels that follow each other in ``x`` (stride 1 along an output row), ``fixed[r] = base + r``: one
+base address instead of R, so the loop needs no register per pixel (oneDNN's addressing; with
+AVX-512's 14 pixels, ``outer_tile_14x1`` keeps its addresses on the stack, ``benchmarks.tile_asm``).
+
 ``row_tile_FxV(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters)``
 computes F output channels x V vectors of output pixels of a stride-1 convolution, the pixels along
 output rows:
@@ -86,37 +91,26 @@ def _kernel(name, signature, doc, body):
     return "\n".join(head + body + ["", "", f"{name} = njit(cache=True)(_{name})"])
 
 
-def outer_tile_function(R, V):
-    """The source of ``outer_tile_RxV``."""
-    sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
-    body = [f"{IND}L = lanes(w)", _assign([f"f{r}" for r in range(R)], [f"fixed[{r}]" for r in range(R)])]
-    body += [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
-    body += [f"{IND}for t in range(length):", f"{IND * 2}at = varying[t]", f"{IND * 2}wt = t * w_stride + w_col",
-             IND * 2 + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V))]
-    for r, row in enumerate(sums):
-        body.append(f"{IND * 2}x{r} = broadcast(x, f{r} + at)")
-        body.append(IND * 2 + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(row)))
-    body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row))
-             for r, row in enumerate(sums)]
-    return _kernel(f"outer_tile_{R}x{V}", "x, fixed, varying, length, w, w_stride, w_col, tile",
-                   f"{R} rows x {V} vector(s) of columns per tile", body)
-
-
-def outer_row_tile_function(R, V):
-    """The source of ``outer_row_tile_RxV``: ``outer_tile_RxV`` for R pixels that follow each other
-    in x, from one base address."""
+def outer_tile_function(R, V, along_row=False):
+    """The source of ``outer_tile_RxV``, or with ``along_row`` of ``outer_row_tile_RxV``: the same
+    tile for R pixels that follow each other in x, read from one base address."""
     sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
     body = [f"{IND}L = lanes(w)"]
+    if not along_row:
+        body.append(_assign([f"f{r}" for r in range(R)], [f"fixed[{r}]" for r in range(R)]))
     body += [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
-    body += [f"{IND}for t in range(length):", f"{IND * 2}at = base + varying[t]", f"{IND * 2}wt = t * w_stride + w_col",
-             IND * 2 + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V))]
+    body += [f"{IND}for t in range(length):", f"{IND * 2}at = {'base + ' if along_row else ''}varying[t]",
+             f"{IND * 2}wt = t * w_stride + w_col", IND * 2 + "; ".join(f"w{v} = load(w, wt + {v} * L)" for v in range(V))]
     for r, row in enumerate(sums):
-        body.append(f"{IND * 2}x{r} = broadcast(x, at + {r})")
+        body.append(f"{IND * 2}x{r} = broadcast(x, {f'at + {r}' if along_row else f'f{r} + at'})")
         body.append(IND * 2 + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(row)))
     body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row))
              for r, row in enumerate(sums)]
-    return _kernel(f"outer_row_tile_{R}x{V}", "x, base, varying, length, w, w_stride, w_col, tile",
-                   f"{R} consecutive pixels x {V} vector(s) of columns per tile", body)
+    if along_row:
+        return _kernel(f"outer_row_tile_{R}x{V}", "x, base, varying, length, w, w_stride, w_col, tile",
+                       f"{R} consecutive pixels x {V} vector(s) of columns per tile", body)
+    return _kernel(f"outer_tile_{R}x{V}", "x, fixed, varying, length, w, w_stride, w_col, tile",
+                   f"{R} rows x {V} vector(s) of columns per tile", body)
 
 
 def row_tile_function(F, V):
@@ -157,7 +151,7 @@ def row_weight_tile_function(F, T):
 
 def source():
     parts = ([outer_tile_function(R, V) for R, V in OUTER_TILES]
-             + [outer_row_tile_function(R, V) for R, V in OUTER_TILES]
+             + [outer_tile_function(R, V, along_row=True) for R, V in OUTER_TILES]
              + [row_tile_function(F, V) for F, V in ROW_TILES]
              + [row_weight_tile_function(F, T) for F, T in ROW_WEIGHT_TILES])
     return HEADER + "".join("\n\n\n" + part for part in parts) + "\n"

@@ -15,6 +15,11 @@ convolution ``fixed`` are R output pixels, ``varying`` the taps and ``w`` the we
 output channels contiguous; in the weight gradient ``fixed`` are R taps, ``varying`` the pixels
 and ``w`` the output gradient, pixel by pixel.
 
+``outer_row_tile_RxV(x, base, varying, length, w, w_stride, w_col, tile)`` is the same tile for R
+pixels that follow each other in ``x`` (stride 1 along an output row), ``fixed[r] = base + r``: one
+base address instead of R, so the loop needs no register per pixel (oneDNN's addressing; with
+AVX-512's 14 pixels, ``outer_tile_14x1`` keeps its addresses on the stack, ``benchmarks.tile_asm``).
+
 ``row_tile_FxV(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters)``
 computes F output channels x V vectors of output pixels of a stride-1 convolution, the pixels along
 output rows:
