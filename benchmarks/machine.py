@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_info
 
+from minicnn.functional.simd import VECTOR_BYTES
+
 
 def _cpuinfo():
     try:
@@ -39,7 +41,6 @@ def compiled_for():
     """What the two libraries were limited to, when not this CPU's own widest ISA: minicnn's kernels
     compile for ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` and torch's oneDNN stops at
     ``ONEDNN_MAX_CPU_ISA`` (how an AVX2 machine is imitated on an AVX-512 one). Empty otherwise."""
-    from minicnn.functional.simd import VECTOR_BYTES
     limits = []
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         limits.append(f"minicnn compiled for {os.environ.get('NUMBA_CPU_NAME', 'the host')} "

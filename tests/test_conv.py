@@ -58,6 +58,17 @@ def test_tiles_along_rows_agree_with_naive(case, dtype, seed):
     assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
 
 
+@given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds)
+@settings(max_examples=40)
+def test_tiles_along_rows_match_torch(case, dtype, seed):
+    """The layer, forward and backward, with the outer-product tiles along the output rows forced
+    wherever stride and width allow, against torch."""
+    rng = generator(seed)
+    conv = make_conv(case, dtype, seed)
+    with mock.patch.multiple(conv_module, **PATHS["aligned tiles"]):
+        compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
+
+
 def assert_naive_and_fast_agree(case, dtype, seed, path, blocks):
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)

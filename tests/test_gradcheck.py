@@ -2,10 +2,13 @@
 
 ``mc.gradcheck`` is itself tested both ways in test_learner_tools.py (it passes correct modules
 and catches broken ones)."""
+from unittest import mock
+
 import numpy as np
 import pytest
 
 import minicnn as mc
+import minicnn.functional.conv as conv_module
 from minicnn.testing import numerical_gradient
 
 TOLERANCE = 1e-6
@@ -30,6 +33,14 @@ def rand(*shape, seed=1):
 ])
 def test_conv2d(args, shape):
     check(mc.Conv2d(**args), rand(*shape))
+
+
+def test_conv2d_tiles_along_rows():
+    """Outer-product tiles along the output rows, forced for every pass they can take (rows 16 wide:
+    a row's last tile moved back over the one before); the forward and the input gradient both."""
+    forced = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=10**9)
+    with mock.patch.multiple(conv_module, **forced):
+        check(mc.Conv2d(3, 3, (2, 3), padding=(0, 1)), rand(2, 3, 3, 16))
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])

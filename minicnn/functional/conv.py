@@ -474,7 +474,7 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
         w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
-        along_rows = sw == 1 and OW >= rows and -OW % rows * OH <= OH * OW * ROW_ALIGNED_MAX_REPEATED
+        along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
         if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
             conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows, threads,
                                                       xp, out)
