@@ -82,6 +82,12 @@ def model_suite(batches, budget, log):
                 rows.append(dict(kind="model", name=name, phase=phase, batch=batch, flops=f,
                                  minicnn=ours, torch=theirs))
                 log(rows[-1])
+            if batch == 64:  # the optimizer's step alone (its cost does not depend on the batch)
+                pair.train_step(), pair.train_step_torch()  # gradients and momentum buffers in place
+                ours, theirs = compare(pair.opt.step, pair.opt_t.step, budget)
+                rows.append(dict(kind="model", name=name, phase="SGD step (momentum 0.9)", batch=batch, flops=None,
+                                 minicnn=ours, torch=theirs))
+                log(rows[-1])
     return rows
 
 
