@@ -27,14 +27,28 @@ def _cpuinfo():
         return ""
 
 
-def cpu_label():
-    """``"AMD EPYC, 2 cores, AVX-512"``: the CPU model, the cores this process may use and the widest vector ISA."""
-    info = _cpuinfo()
+def cpu_name(info=None):
+    """``"AMD EPYC (family 26, model 2)"``: the model name with the CPUID family and model.
+
+    A virtual machine may show only ``AMD EPYC`` as the model name; the family and model tell
+    the generations apart (family 25 is AMD's Zen 3 and Zen 4, family 26 Zen 5)."""
+    info = _cpuinfo() if info is None else info
     model = re.search(r"model name\s*:\s*(.*)", info)
+    name = model.group(1).strip() if model else platform.processor()
+    family = re.search(r"cpu family\s*:\s*(\d+)", info)
+    number = re.search(r"^model\s*:\s*(\d+)", info, re.MULTILINE)
+    if family and number:
+        name += f" (family {family.group(1)}, model {number.group(1)})"
+    return name
+
+
+def cpu_label():
+    """``"AMD EPYC (family 26, model 2), 2 cores, AVX-512"``: the CPU, the cores this process may use
+    and the widest vector ISA."""
+    info = _cpuinfo()
     flags = set((re.search(r"flags\s*:\s*(.*)", info) or re.search("()", "")).group(1).split())
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-    name = model.group(1).strip() if model else platform.processor()
-    return f"{name}, {len(os.sched_getaffinity(0))} cores, {vector}"
+    return f"{cpu_name(info)}, {len(os.sched_getaffinity(0))} cores, {vector}"
 
 
 def compiled_for():
@@ -69,7 +83,6 @@ def matmul_peak_gflops(n=4096, repeats=5):
 def describe():
     """CPU, cores, clock, vector width, library versions and BLAS, the measured peak and the nominal one."""
     info = _cpuinfo()
-    model = re.search(r"model name\s*:\s*(.*)", info)
     mhz = [float(v) for v in re.findall(r"cpu MHz\s*:\s*([\d.]+)", info)]
     flags = set((re.search(r"flags\s*:\s*(.*)", info) or re.search("()", "")).group(1).split())
     cores = len(os.sched_getaffinity(0))
@@ -81,7 +94,7 @@ def describe():
             for i in threadpool_info() if i["user_api"] == "blas"]
     measured = matmul_peak_gflops()
     return dict(
-        cpu=model.group(1).strip() if model else platform.processor(), cores=cores, ghz=round(ghz, 3),
+        cpu=cpu_name(info), cores=cores, ghz=round(ghz, 3),
         vector=("AVX-512" if lanes == 16 else "AVX2" if lanes == 8 else "SSE") + (" + FMA" if "fma" in flags else ""),
         flops_per_cycle_per_core=flops_per_cycle,
         nominal_peak_gflops_fp32=round(cores * ghz * flops_per_cycle, 1),
