@@ -31,17 +31,17 @@ def pairs(lo, hi):
 
 
 @st.composite
-def conv_cases(draw, channels=small, extra_size=6):
+def conv_cases(draw, channels=small, extra_size=6, kernels=pairs(1, 4)):
     """Conv2d arguments and an input shape whose padded size fits the kernel.
 
     Covers batch 1 and the empty batch, unbatched (C, H, W) input, odd sizes, non-square kernels,
     strides, dilation, padding ('same' and 'valid' too), every padding_mode and groups; ``channels``
     draws the input and output channels per group, and each input side is at most ``extra_size``
-    longer than the kernel needs.
+    longer than the kernel needs; ``kernels`` draws the kernel's (height, width).
     """
     groups = draw(st.integers(1, 3))
     in_channels, out_channels = groups * draw(channels), groups * draw(channels)
-    kernel = draw(pairs(1, 4))
+    kernel = draw(kernels)
     dilation = draw(pairs(1, 2))
     padding = draw(st.one_of(pairs(0, 2), st.sampled_from(["same", "valid"])))
     stride = (1, 1) if padding == "same" else draw(pairs(1, 3))

@@ -10,6 +10,7 @@ from helpers import assert_close, compare_with_torch
 from minicnn.functional.conv import (conv2d_backward, conv2d_backward_im2col, conv2d_backward_naive, conv2d_forward,
                                     conv2d_forward_im2col, conv2d_forward_naive, pad2d_forward)
 import minicnn.functional.conv as conv_module
+from minicnn.functional.fast_conv import KERNEL_ROW_WIDTHS
 from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds, tile_channels
 
 pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
@@ -29,7 +30,8 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
 # Each way the fast kernels can run a pass, forced: row tiles wherever the stride allows, along
 # the output rows ("direct") or along the padded plane ("plane"); outer-product tiles everywhere,
 # running on across images ("tiles"), image by image across rows ("image tiles") or along each
-# output row wherever stride and width allow ("aligned tiles"); and the im2col + BLAS pair.
+# output row wherever stride and width allow ("aligned tiles": narrow tiles a kernel row at a time
+# where its width allows; "aligned tiles, per tap": never); and the im2col + BLAS pair.
 _TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=-1)
 _ROWS = dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9)
 PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row tiles along the output rows
@@ -37,6 +39,7 @@ PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row 
          "tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=-1),             # tiles run on across images
          "image tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=10**9),    # image by image, however many repeated
          "aligned tiles": dict(_TILES, ROW_ALIGNED_MAX_REPEATED=10**9),  # along the rows, however many repeated
+         "aligned tiles, per tap": dict(_TILES, ROW_ALIGNED_MAX_REPEATED=10**9, KERNEL_ROW_WIDTHS=()),
          "im2col": {}}
 
 
@@ -56,6 +59,27 @@ def test_tiles_along_rows_agree_with_naive(case, dtype, seed):
     back to end at the row's end, recomputes pixels of the one before whenever the tile does not
     divide the row."""
     assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
+
+
+@given(case=conv_cases(extra_size=24, kernels=st.tuples(st.integers(1, 5), st.sampled_from(KERNEL_ROW_WIDTHS))),
+       dtype=DTYPES, seed=seeds)
+def test_kernel_row_tiles_agree_with_naive_and_equal_per_tap_tiles(case, dtype, seed):
+    """Narrow tiles along the rows that take a kernel row's taps at once (kernel widths 3 and 5,
+    forced wherever stride and width allow): against the naive loops in every configuration, and
+    to the last bit against the same tiles tap by tap, whose sums take the same taps in the same order."""
+    assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
+    rng = generator(seed)
+    conv = make_conv(case, dtype, seed)
+    x = array(rng, case["shape"], dtype)
+    x = x if x.ndim == 4 else x[None]
+    args = (conv.weight.data, None, conv.stride, conv.padding_per_side(), conv.dilation, conv.groups)
+    results = []
+    for path in ("aligned tiles", "aligned tiles, per tap"):
+        with mock.patch.multiple(conv_module, **PATHS[path]):
+            out, cache = conv2d_forward(x, *args)
+            results.append([out, *conv2d_backward(np.ones_like(out) * np.linspace(-1, 1, out.size).reshape(out.shape), cache)])
+    for name, by_row, by_tap in zip(("forward", "dx", "dw"), *results):
+        np.testing.assert_array_equal(by_row, by_tap, err_msg=name)
 
 
 @given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds)

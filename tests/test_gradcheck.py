@@ -35,12 +35,15 @@ def test_conv2d(args, shape):
     check(mc.Conv2d(**args), rand(*shape))
 
 
-def test_conv2d_tiles_along_rows():
+@pytest.mark.parametrize("kernel, widths", [((2, 3), ()), ((2, 3), (3, 5)), ((2, 5), (3, 5))])
+def test_conv2d_tiles_along_rows(kernel, widths):
     """Outer-product tiles along the output rows, forced for every pass they can take (rows 16 wide:
-    a row's last tile moved back over the one before); the forward and the input gradient both."""
-    forced = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=10**9)
+    a row's last tile moved back over the one before); the forward and the input gradient both,
+    tap by tap (``widths`` empty) or a kernel row of 3 or 5 taps at a time."""
+    forced = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=10**9,
+                  KERNEL_ROW_WIDTHS=widths)
     with mock.patch.multiple(conv_module, **forced):
-        check(mc.Conv2d(3, 3, (2, 3), padding=(0, 1)), rand(2, 3, 3, 16))
+        check(mc.Conv2d(3, 3, kernel, padding=(0, kernel[1] // 2)), rand(2, 3, 3, 16))
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])

@@ -34,6 +34,7 @@ from numba import njit, prange
 from .. import runtime
 from ..runtime import parallel_kernel
 from .fast_conv import (
+    KERNEL_ROW_WIDTHS,
     ROW_FILTERS,
     ROW_VECTORS,
     WEIGHT_FILTERS,
@@ -83,6 +84,10 @@ IMAGE_TILES_MAX_REPEATED = 0.125
 # own address, which the tiles across rows keep on the stack when they run out of registers) when a
 # row's last tile, moved back to end at the row's end, repeats at most this share of the pixels.
 ROW_ALIGNED_MAX_REPEATED = 0.125
+# Narrow tiles along the rows take a kernel row's taps at once for the kernel widths in
+# ``KERNEL_ROW_WIDTHS`` (imported from fast_conv; dilation 1 along the rows): each input value is
+# broadcast once for up to KW multiply-adds. Article's 16->32 input gradient at batch 64, AMD EPYC
+# family 26 (AVX-512), see README.
 # Taps below which the weight gradient runs as row tiles (``conv2d_rows_weight_grad``), which keep filters x taps
 # of sums: the first layers' 25 taps, article's 1->16 at batch 64 0.41-0.44 ms against 0.66-0.71 by
 # outer-product tiles; notebook's 10->20 (90 taps) was slower by rows.
@@ -475,9 +480,12 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
         along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
+        kernel_row = KW if along_rows and not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
+        if kernel_row > 1:  # where each kernel row starts: the taps of a 1-wide kernel
+            offsets = _tap_offsets(C, Cg, KH, 1, dh, dw, Hp, Wp, 1)
         if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
-            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows, threads,
-                                                      xp, out)
+            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows,
+                                                      kernel_row, threads, xp, out)
         else:
             conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
 

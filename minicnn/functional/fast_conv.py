@@ -42,7 +42,11 @@ from .microkernels import (
     outer_row_tile_6x2,
     outer_row_tile_7x2,
     outer_row_tile_8x1,
+    outer_row_tile_8x1_k3,
+    outer_row_tile_8x1_k5,
     outer_row_tile_14x1,
+    outer_row_tile_14x1_k3,
+    outer_row_tile_14x1_k5,
     outer_tile_6x2,
     outer_tile_7x2,
     outer_tile_8x1,
@@ -58,14 +62,18 @@ from .simd import VECTOR_BYTES, lanes, vector_registers
 # ("narrow") and for two ("wide", used when a group has more output channels than a vector holds).
 if vector_registers() >= 32:
     narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_14x1, outer_row_tile_14x1, 14
+    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_14x1_k3, outer_row_tile_14x1_k5
     wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_7x2, outer_row_tile_7x2, 7
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x4, 4, 4
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_2x5, 2, 5
 else:
     narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_8x1, outer_row_tile_8x1, 8
+    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_8x1_k3, outer_row_tile_8x1_k5
     wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_6x2, outer_row_tile_6x2, 6
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x3, 4, 3
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x2, 4, 2
+# The kernel widths that narrow tiles along rows can take a kernel row at a time (``outer_row_tile_*_k*``).
+KERNEL_ROW_WIDTHS = (3, 5)
 
 
 def round_up(n, multiple):
@@ -129,10 +137,16 @@ def _outer_tile(wide, x, fixed, varying, length, w, w_stride, w_col, tile):
         narrow_tile(x, fixed, varying, length, w, w_stride, w_col, tile)
 
 
-def _outer_row_tile(wide, x, base, varying, length, w, w_stride, w_col, tile):
-    """One outer-product tile of consecutive pixels from one base address, wide or narrow."""
+def _outer_row_tile(wide, kernel_row, x, base, varying, length, w, w_stride, w_col, tile):
+    """One outer-product tile of consecutive pixels from one base address, wide or narrow; narrow
+    ones with ``kernel_row`` in KERNEL_ROW_WIDTHS take kernel rows of that many taps (``varying``
+    then holds where each kernel row starts, ``length`` counts them)."""
     if wide:
         wide_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
+    elif kernel_row == 5:
+        narrow_row_tile_k5(x, base, varying, length, w, w_stride, w_col, tile)
+    elif kernel_row == 3:
+        narrow_row_tile_k3(x, base, varying, length, w, w_stride, w_col, tile)
     else:
         narrow_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
 
@@ -190,7 +204,7 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
 
 
 def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
-                                along_rows, workers, xp, out):
+                                along_rows, kernel_row, workers, xp, out):
     """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
     pixel-major into a buffer (P + R pixels x one block of channels), which is then copied into out's
     planes, bias added, one output channel at a time. The copy is contiguous where
@@ -201,6 +215,8 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     each output row: R consecutive pixels from one address (``outer_row_tile_*``), a row's last tile
     moved back to end at the row's end, recomputing pixels of the one before. The caller chooses by
     the pixels repeated (``conv.IMAGE_TILES_MAX_REPEATED``, ``conv.ROW_ALIGNED_MAX_REPEATED``).
+    ``kernel_row`` > 1 (narrow tiles along rows, a kernel row's taps consecutive in xp): ``offsets``
+    are where the kernel rows start, T / kernel_row of them, and the tiles take a row at a time.
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -236,7 +252,8 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                 for f0 in range(0, Fg, block):
                     for k in range(tiles):
                         if along_rows:
-                            outer_row_tile(wide, x_g, bases[k * R], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
+                            outer_row_tile(wide, kernel_row, x_g, bases[k * R], offsets, T // kernel_row, w_g, Fb, f0,
+                                           staged[starts[k] * block:])
                         else:
                             outer_tile(wide, x_g, bases[k * R:], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
                     for f in range(min(block, Fg - f0)):

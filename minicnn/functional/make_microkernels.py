@@ -17,6 +17,15 @@ from pathlib import Path
 # them; a 12x1 tile, counted the same way before it was replaced, had 22 per 12 multiply-adds).
 OUTER_TILES = [(14, 1), (7, 2), (8, 1), (6, 2)]
 
+# (pixels, vectors of output channels, kernel width) per kernel-row tile: an outer-product tile along
+# an output row that takes a kernel row's K taps at once, each broadcast input value feeding up to K
+# sums (R + K - 1 broadcasts and K*V vectors of weights for K*R*V multiply-adds, instead of K*R and
+# K*V). One vector of channels only: that tile is the one that loads a broadcast per multiply-add.
+# AMD EPYC family 26 (AVX-512), the 14x1 tile alone on one thread over article's 16->32 input
+# gradient, same process: 231 GFLOP/s with K = 5 against 186 per tap (a 16-chain FMA loop: 240);
+# 7x2 with K = 5: 233 against 233, so the wide tiles stay per tap. Registers: 14 + 5 + 1 of 32; 8 + 5 + 1 of 16.
+KERNEL_ROW_TILES = [(14, 1, 3), (14, 1, 5), (8, 1, 3), (8, 1, 5)]
+
 # (filters, vectors of output pixels) per row tile: 4x4 with AVX-512, 4x3 with AVX2 (16 sums, and 12,
 # plus the vectors of input and a broadcast weight). Article's 1->16 forward at batch 64, same
 # process, alternating with torch (AMD EPYC, AVX-512): 4x4 0.27-0.30 ms, 4x5 0.32, 4x6 0.32, 8x2
@@ -51,6 +60,16 @@ and ``w`` the output gradient, pixel by pixel.
 pixels that follow each other in ``x`` (stride 1 along an output row), ``fixed[r] = base + r``: one
 base address instead of R, so the loop needs no register per pixel (oneDNN's addressing; with
 AVX-512's 14 pixels, ``outer_tile_14x1`` keeps its addresses on the stack, ``benchmarks.tile_asm``).
+
+``outer_row_tile_RxV_kK(x, base, varying, length, w, w_stride, w_col, tile)`` is that tile over
+kernel rows of K taps that follow each other in ``x`` (dilation 1 along the row): ``varying[k]``
+where kernel row k starts, its taps k*K + j at ``base + varying[k] + j``, so
+
+    tile[r*V*L + c] = sum over k < length, j < K of x[base + varying[k] + r + j] * w[(k*K + j)*w_stride + w_col + c]
+
+Pixel r's tap j and pixel r + 1's tap j - 1 read the same input value: each of the R + K - 1 values
+of a kernel row is broadcast once and multiplied by up to K vectors of weights, held in registers.
+Each sum still takes its taps in order, so the result is bitwise that of ``outer_row_tile_RxV``.
 
 ``row_tile_FxV(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters)``
 computes F output channels x V vectors of output pixels of a stride-1 convolution, the pixels along
@@ -113,6 +132,23 @@ def outer_tile_function(R, V, along_row=False):
                    f"{R} rows x {V} vector(s) of columns per tile", body)
 
 
+def kernel_row_tile_function(R, V, K):
+    """The source of ``outer_row_tile_RxV_kK``: per kernel row, K*V vectors of weights, then each of
+    the R + K - 1 input values broadcast once and multiplied into the sums of every pixel that reads it."""
+    sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
+    body = [f"{IND}L = lanes(w)"] + [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
+    body += [f"{IND}for k in range(length):", f"{IND * 2}at = base + varying[k]",
+             f"{IND * 2}wt = k * {K} * w_stride + w_col"]
+    body += [IND * 2 + "; ".join(f"w{j}_{v} = load(w, wt + {j} * w_stride + {v} * L)" for v in range(V)) for j in range(K)]
+    for q in range(R + K - 1):  # input value at + q: pixel r's tap j = q - r
+        body.append(f"{IND * 2}x{q} = broadcast(x, at + {q})")
+        body.append(IND * 2 + "; ".join(f"s{q - j}_{v} = fma(x{q}, w{j}_{v}, s{q - j}_{v})"
+                                        for j in range(K) if 0 <= q - j < R for v in range(V)))
+    body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row)) for r, row in enumerate(sums)]
+    return _kernel(f"outer_row_tile_{R}x{V}_k{K}", "x, base, varying, length, w, w_stride, w_col, tile",
+                   f"{R} consecutive pixels x {V} vector(s) of columns per tile, kernel rows of {K} taps", body)
+
+
 def row_tile_function(F, V):
     """The source of ``row_tile_FxV``."""
     sums = [[f"s{f}_{v}" for v in range(V)] for f in range(F)]
@@ -152,6 +188,7 @@ def row_weight_tile_function(F, T):
 def source():
     parts = ([outer_tile_function(R, V) for R, V in OUTER_TILES]
              + [outer_tile_function(R, V, along_row=True) for R, V in OUTER_TILES]
+             + [kernel_row_tile_function(R, V, K) for R, V, K in KERNEL_ROW_TILES]
              + [row_tile_function(F, V) for F, V in ROW_TILES]
              + [row_weight_tile_function(F, T) for F, T in ROW_WEIGHT_TILES])
     return HEADER + "".join("\n\n\n" + part for part in parts) + "\n"
