@@ -10,7 +10,7 @@ from helpers import assert_close, compare_with_torch
 from minicnn.functional.conv import (conv2d_backward, conv2d_backward_im2col, conv2d_backward_naive, conv2d_forward,
                                     conv2d_forward_im2col, conv2d_forward_naive, pad2d_forward)
 import minicnn.functional.conv as conv_module
-from minicnn.functional.fast_conv import KERNEL_ROW_WIDTHS
+from minicnn.functional.fast_conv import KERNEL_ROW_WIDTHS, round_up, tile_shape
 from strategies import CONV_IMPLS, DTYPES, array, conv_cases, generator, seeds, tile_channels
 
 pytestmark = pytest.mark.usefixtures("kernel_build")  # serial and parallel builds (conftest)
@@ -46,8 +46,8 @@ PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row 
 @given(case=conv_cases(), dtype=DTYPES, seed=seeds, path=st.sampled_from(sorted(PATHS)), blocks=st.integers(1, 3))
 def test_naive_and_fast_conv_agree(case, dtype, seed, path, blocks):
     """Every configuration through every path of the fast kernels; for im2col with a buffer small
-    enough that ``blocks`` images are unfolded at a time: several chunks, the last one partial, as at
-    a large batch. (The tiles' own edges, a last tile past the last pixel or tap, come with every
+    enough that ``blocks`` images are unfolded at a time, and the weight gradient's tiles taking
+    ``blocks`` images at a time: several chunks, the last one partial, as at a large batch. (The tiles' own edges, a last tile past the last pixel or tap, come with every
     shape whose pixels or taps are not a multiple of the tile.)"""
     assert_naive_and_fast_agree(case, dtype, seed, path, blocks)
 
@@ -107,7 +107,9 @@ def assert_naive_and_fast_agree(case, dtype, seed, path, blocks):
     naive, naive_cache = conv2d_forward_naive(x, *args)
     taps = conv.weight.shape[1] * conv.kernel_size[0] * conv.kernel_size[1]
     positions = naive.shape[2] * naive.shape[3]
-    sizes = dict(COLS_CHUNK_ELEMENTS=blocks * taps * conv.groups * positions, **PATHS[path])
+    Fb = round_up(conv.out_channels // conv.groups, tile_shape(conv.out_channels // conv.groups, dtype)[2])
+    sizes = dict(COLS_CHUNK_ELEMENTS=blocks * taps * conv.groups * positions,
+                 WEIGHT_GRAD_CHUNK_BYTES=blocks * conv.groups * positions * Fb * np.dtype(dtype).itemsize, **PATHS[path])
     forward, backward = ((conv2d_forward_im2col, conv2d_backward_im2col) if path == "im2col"
                          else (conv2d_forward, conv2d_backward))
     with mock.patch.multiple(conv_module, **sizes):

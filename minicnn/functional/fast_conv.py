@@ -263,7 +263,7 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                             plane[p] = staged[p * np.uint64(block) + np.uint64(f)] + b_f
 
 
-def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h, stride_w, wide, xp, dw_partial,
+def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h, stride_w, wide, chunk, xp, dw_partial,
                               db_partial):
     """dw_partial[t, g, k, f] = sum over worker t's images n and pixels p of
     xp[base(n, p) + g*Cg*Hp*Wp + offsets[k]] * dout[n, g*Fg + f, p]; db_partial[t, g*Fg + f] = the
@@ -271,8 +271,10 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
 
     x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, P); offsets : (T rounded up
     to R,) as in the forward, the extra taps repeating the last; dw_partial : (workers, groups, T,
-    Fb), summed over workers by the caller. Each image's dout is first copied pixel-major, dout_t[p,
-    f], so that a tile's step reads one vector of channels per pixel.
+    Fb), summed over workers by the caller. A worker takes its images ``chunk`` at a time: it pads
+    them, copies their dout pixel-major, dout_t[i*P + p, f] (so that a tile's step reads one vector
+    of channels per pixel), and runs each tile over all their pixels at once, so that a tile's
+    set-up and the adding of its sums into dw_partial come once per chunk, not once per image.
     """
     N, C, Hp, Wp = xp.shape
     F, P = dout.shape[1], dout.shape[2]
@@ -281,29 +283,34 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
     R, block = tile_size(xp, wide)
     flat = xp.reshape(-1)
     for t in prange(workers):
-        bases = np.empty(P, np.int64)
-        dout_t = np.zeros((groups, P, Fb), dtype=xp.dtype)
+        bases = np.empty(chunk * P, np.int64)
+        dout_t = np.zeros((groups, chunk * P, Fb), dtype=xp.dtype)
         tile = np.empty(R * block, xp.dtype)
         dw_partial[t] = 0
         db_partial[t] = 0
-        for n in range(t * N // workers, (t + 1) * N // workers):
-            pad_image(x, n, pad_top, pad_left, 1, 1, xp)
-            for p in range(P):
-                oh = p // OW
-                ow = p - oh * OW
-                bases[p] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
+        n_end = (t + 1) * N // workers
+        for n0 in range(t * N // workers, n_end, chunk):
+            images = min(chunk, n_end - n0)
+            for i in range(images):
+                n = n0 + i
+                pad_image(x, n, pad_top, pad_left, 1, 1, xp)
+                for p in range(P):
+                    oh = p // OW
+                    ow = p - oh * OW
+                    bases[i * P + p] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
+                for g in range(groups):
+                    d_g = dout_t[g].reshape(-1)
+                    for f in range(Fg):
+                        src = dout[n, g * Fg + f]
+                        # unsigned indices: Numba then skips the negative-index wraparound
+                        for p in range(np.uint64(P)):
+                            d_g[(np.uint64(i * P) + p) * np.uint64(Fb) + np.uint64(f)] = src[p]
+                        db_partial[t, g * Fg + f] += plane_sum(src)
             for g in range(groups):
-                d_g = dout_t[g].reshape(-1)
-                for f in range(Fg):
-                    src = dout[n, g * Fg + f]
-                    # unsigned indices: Numba then skips the negative-index wraparound
-                    for p in range(np.uint64(P)):
-                        d_g[p * np.uint64(Fb) + np.uint64(f)] = src[p]
-                    db_partial[t, g * Fg + f] += plane_sum(src)
-                dw_g = dw_partial[t, g].reshape(-1)
+                d_g, dw_g = dout_t[g].reshape(-1), dw_partial[t, g].reshape(-1)
                 for k0 in range(0, T, R):
                     for f0 in range(0, Fg, block):
-                        outer_tile(wide, flat[g * Cg * Hp * Wp:], offsets[k0:], bases, P, d_g, Fb, f0, tile)
+                        outer_tile(wide, flat[g * Cg * Hp * Wp:], offsets[k0:], bases, images * P, d_g, Fb, f0, tile)
                         for r in range(min(R, T - k0)):
                             dst, frm = np.uint64((k0 + r) * Fb + f0), np.uint64(r * block)
                             for f in range(np.uint64(min(block, Fg - f0))):
