@@ -6,7 +6,8 @@ and on one, the tiles alone on one thread (what the kernel's padding, addresses 
 the whole forward call, the input gradient (the same kernel on the flipped weights) and
 the weight gradient, each beside torch's time for the same operation, and the im2col path's stages
 for comparison.
-GFLOP/s are beside a large float32 matmul's (the practical peak), measured in the same run.
+GFLOP/s are beside a large float32 matmul's and a loop of vector multiply-adds' (``machine``), measured
+in the same run.
 Medians of 30 calls, in this process, with minicnn's thread policy and torch on the same threads.
 """
 import resource
@@ -22,7 +23,7 @@ import minicnn as mc
 from minicnn.functional import conv as conv_module
 from minicnn.functional import fast_conv
 
-from .machine import matmul_peak_gflops
+from .machine import fma_peak_gflops, matmul_peak_gflops
 
 
 def median_ms(fn, calls=30):
@@ -77,7 +78,8 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
     flops = 2 * N * F * OH * OW * C * K * K
     peak = matmul_peak_gflops()["numpy"]
     print(f"Conv2d {C}->{F} {K}x{K} p{P} on {N}x{C}x{H}x{H}, float32, {threads} threads; "
-          f"a 4096² float32 matmul: {peak:.0f} GFLOP/s")
+          f"a 4096² float32 matmul: {peak:.0f} GFLOP/s; multiply-adds in registers: "
+          f"{fma_peak_gflops(threads):.0f} GFLOP/s ({fma_peak_gflops(1):.0f} on one thread)")
 
     _, cache = conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)
     Hp = H + 2 * P
