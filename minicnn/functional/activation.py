@@ -97,8 +97,14 @@ log_softmax_backward_kernel = parallel_kernel(_log_softmax_backward_kernel)
 
 def _rows(x, dim):
     """View ``x`` with axis ``dim`` last, as a contiguous 2-D array of rows."""
-    moved = np.moveaxis(x, dim, -1)
+    moved = x if dim in (-1, x.ndim - 1) else np.moveaxis(x, dim, -1)  # (moveaxis costs microseconds at batch 1)
     return np.ascontiguousarray(moved).reshape(-1, x.shape[dim]), moved.shape
+
+
+def _unmoved(rows, moved_shape, dim):
+    """The inverse of ``_rows``: rows (R, K) back to the original layout, axis ``dim`` in its place."""
+    moved = rows.reshape(moved_shape)
+    return moved if dim in (-1, len(moved_shape) - 1) else np.moveaxis(moved, -1, dim)
 
 
 class LogSoftmaxCache(NamedTuple):
@@ -113,7 +119,7 @@ def log_softmax_forward(x, dim=1):
     rows, moved_shape = _rows(x, dim)
     out = np.empty_like(rows)
     log_softmax_forward_kernel.for_work(rows.size)(rows, out)
-    return np.moveaxis(out.reshape(moved_shape), -1, dim), LogSoftmaxCache(out, dim, moved_shape)
+    return _unmoved(out, moved_shape, dim), LogSoftmaxCache(out, dim, moved_shape)
 
 
 def log_softmax_backward(dout, cache):
@@ -128,7 +134,7 @@ def log_softmax_backward(dout, cache):
     drows, _ = _rows(np.asarray(dout, dtype=out.dtype), dim)
     dx = np.empty_like(out)
     log_softmax_backward_kernel.for_work(drows.size)(drows, out, dx)
-    return np.moveaxis(dx.reshape(moved_shape), -1, dim)
+    return _unmoved(dx, moved_shape, dim)
 
 
 # ---------------------------------------------------------------------------

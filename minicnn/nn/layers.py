@@ -101,7 +101,7 @@ class Conv2d(Module):
                 F.conv2d_output_size(input_shape[3], kw, sw, pl, pr, dw))
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, (3, 4), self.dtype, channels=self.in_channels,
+        x = chk.check_input(self, x, (3, 4), self.dtype, channels=self.in_channels,
                             channel_axis=x.ndim - 3 if isinstance(x, np.ndarray) else 1, allow_empty=True)
         self._unbatched = x.ndim == 3
         x = x[None] if self._unbatched else x
@@ -139,7 +139,7 @@ class Conv2d(Module):
 
     def _backward(self, grad_output, input_grad):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
+        dout = chk.check_grad(self, grad_output, self._out_shape, self.dtype)
         dx, dw, db = CONV_IMPLS[self.impl][1](dout[None] if self._unbatched else dout, cache, input_grad=input_grad)
         self.weight.grad += dw
         if self.bias is not None:
@@ -199,7 +199,7 @@ class MaxPool2d(Module):
                                         self.ceil_mode)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, (3, 4), allow_empty=True)
+        x = chk.check_input(self, x, (3, 4), allow_empty=True)
         self._unbatched = x.ndim == 3
         x = x[None] if self._unbatched else x
         if 0 in x.shape[1:]:
@@ -223,7 +223,7 @@ class MaxPool2d(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self._dtype)
+        dout = chk.check_grad(self, grad_output, self._out_shape, self._dtype)
         dout = dout[None] if self._unbatched else dout
         if isinstance(cache, F.PoolCache):
             dx = F.maxpool2d_backward(dout, cache)
@@ -267,7 +267,7 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, self._ndims, self.dtype, channels=self.num_features, allow_empty=True)
+        x = chk.check_input(self, x, self._ndims, self.dtype, channels=self.num_features, allow_empty=True)
         batch_stats = self.training or self.running_mean is None
         factor = 0.0
         if batch_stats:
@@ -289,7 +289,7 @@ class _BatchNorm(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, cache.x_shape, self.dtype)
+        dout = chk.check_grad(self, grad_output, cache.x_shape, self.dtype)
         dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
         if self.weight is not None:
             self.weight.grad += dgamma
@@ -337,7 +337,7 @@ class Linear(Module):
         self.bias = Parameter(uniform(out_features, in_features ** -0.5, self.dtype, rng)) if bias else None
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1,
+        x = chk.check_input(self, x, range(1, 33), self.dtype, channels=self.in_features, channel_axis=-1,
                             allow_empty=True)
         lead = x.shape[:-1]
         bias = None if self.bias is None else self.bias.data
@@ -347,7 +347,7 @@ class Linear(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self.dtype)
+        dout = chk.check_grad(self, grad_output, self._out_shape, self.dtype)
         dx, dw, db = F.linear_backward(dout.reshape(-1, self.out_features), cache)
         self.weight.grad += dw
         if self.bias is not None:
@@ -362,13 +362,13 @@ class ReLU(Module):
     """``max(x, 0)`` element-wise, any shape (0-d and empty too)."""
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
+        x = chk.check_input(self, x, chk.ANY_NDIM, allow_empty=True)
         out, self._cache = F.relu_forward(x)
         return out
 
     def backward(self, grad_output):
         cache = self._saved()
-        return F.relu_backward(chk.check_grad(self._name(), grad_output, cache.out.shape, cache.out.dtype), cache)
+        return F.relu_backward(chk.check_grad(self, grad_output, cache.out.shape, cache.out.dtype), cache)
 
 
 class Flatten(Module):
@@ -379,7 +379,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, range(1, 33), allow_empty=True)
+        x = chk.check_input(self, x, range(1, 33), allow_empty=True)
         start, end = (d % x.ndim if -x.ndim <= d < x.ndim else None for d in (self.start_dim, self.end_dim))
         if start is None or end is None or start > end:
             raise ValueError(f"{self._name()}: start_dim={self.start_dim}, end_dim={self.end_dim} do not "
@@ -392,7 +392,7 @@ class Flatten(Module):
 
     def backward(self, grad_output):
         shape = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, None)
+        dout = chk.check_grad(self, grad_output, self._out_shape, None)
         return dout.reshape(shape)
 
     def extra_repr(self):
@@ -413,7 +413,7 @@ class LogSoftmax(Module):
         self.dim = None if dim is None else int(dim)
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
+        x = chk.check_input(self, x, chk.ANY_NDIM, allow_empty=True)
         dim = self.dim
         if dim is None:
             warnings.warn("Implicit dimension choice for log_softmax has been deprecated. Change the call to "
@@ -428,7 +428,7 @@ class LogSoftmax(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, cache.out_rows.dtype)
+        dout = chk.check_grad(self, grad_output, self._out_shape, cache.out_rows.dtype)
         return F.log_softmax_backward(dout.reshape(cache.moved_shape) if dout.ndim == 0 else dout,
                                       cache).reshape(self._out_shape)
 
@@ -452,7 +452,7 @@ class Dropout(Module):
         self.generator = generator
 
     def forward(self, x):
-        x = chk.check_input(self._name(), x, chk.ANY_NDIM, allow_empty=True)
+        x = chk.check_input(self, x, chk.ANY_NDIM, allow_empty=True)
         self._out_shape, self._out_dtype = x.shape, x.dtype
         if not self.training or self.p == 0.0:
             self._cache = IDENTITY  # nothing to remember
@@ -462,7 +462,7 @@ class Dropout(Module):
 
     def backward(self, grad_output):
         cache = self._saved()
-        dout = chk.check_grad(self._name(), grad_output, self._out_shape, self._out_dtype)
+        dout = chk.check_grad(self, grad_output, self._out_shape, self._out_dtype)
         return dout.copy() if cache is IDENTITY else F.dropout_backward(dout, cache)
 
     def extra_repr(self):

@@ -37,7 +37,7 @@ class _Loss(Module):
         return loss
 
     def _validate(self, input, target):
-        name = self._name()
+        name = self  # prints as its name (repr), built only when a message is made
         input = chk.check_input(name, input, range(1, 33), allow_empty=True)
         class_axis = 0 if input.ndim == 1 else 1
         C = input.shape[class_axis]

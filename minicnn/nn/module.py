@@ -83,6 +83,11 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
                                  f"attribute {name!r}")
+        if (not isinstance(value, (Parameter, Module)) and name not in self._parameters and name not in self._buffers
+                and name not in self._modules):
+            # a plain attribute (a layer's cache, at every forward): nothing to register or unregister
+            object.__setattr__(self, name, value)
+            return
         if name in self._buffers and (value is None or isinstance(value, np.ndarray)):
             # reassigning a buffer (e.g. ``self.num_batches_tracked += 1``) keeps it a buffer
             if value is None:
