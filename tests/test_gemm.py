@@ -1,4 +1,6 @@
 """gemm.matmul: numpy's BLAS kernel with the product's columns split between Numba's threads."""
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,29 @@ def test_blas_thread_count_is_restored_and_bad_shapes_are_named():
     assert [get() for get, _ in runtime._openblas_controls()] == before
     with pytest.raises(ValueError, match=r"matmul: expected a \(M, K\) and b \(K, N\), got a \(2, 3\) and b \(4, 5\)"):
         gemm.matmul(np.zeros((2, 3)), np.zeros((4, 5)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+def test_one_sample_weight_gradient_is_added_in_place_as_numpy_adds_it(dtype, build):
+    """``linear_backward(..., dw_into=g)`` at batch 1 adds the outer product into g in one pass
+    (``add_outer_kernel``), equal to numpy's ``g += np.multiply.outer(dout[0], x[0])`` to the last
+    bit: each product rounded, then each sum (no fused multiply-add). At batch 3 it adds the product."""
+    from minicnn.functional.linear import add_outer_kernel, linear_backward, linear_forward
+    rng = np.random.default_rng(7)
+    for batch in (1, 3):
+        x, w = rng.standard_normal((batch, 37)).astype(dtype), rng.standard_normal((23, 37)).astype(dtype)
+        _, cache = linear_forward(x, w, np.zeros(23, dtype))
+        dout = rng.standard_normal((batch, 23)).astype(dtype)
+        grad = rng.standard_normal(w.shape).astype(dtype)
+        want = grad + (np.multiply.outer(dout[0], x[0]) if batch == 1 else dout.T @ x)
+        kernel = getattr(add_outer_kernel, build)
+        with mock.patch("minicnn.functional.linear.add_outer_kernel.for_work", lambda work: kernel):
+            dx, dw, db = linear_backward(dout, cache, dw_into=grad)
+        assert dw is grad
+        if batch == 1:
+            np.testing.assert_array_equal(grad, want)
+        else:
+            np.testing.assert_allclose(grad, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(dx, dout @ w, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_array_equal(db, dout.sum(axis=0))

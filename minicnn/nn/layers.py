@@ -348,8 +348,7 @@ class Linear(Module):
     def backward(self, grad_output):
         cache = self._saved()
         dout = chk.check_grad(self, grad_output, self._out_shape, self.dtype)
-        dx, dw, db = F.linear_backward(dout.reshape(-1, self.out_features), cache)
-        self.weight.grad += dw
+        dx, _, db = F.linear_backward(dout.reshape(-1, self.out_features), cache, dw_into=self.weight.grad)
         if self.bias is not None:
             self.bias.grad += db
         return dx.reshape(*self._out_shape[:-1], self.in_features)
