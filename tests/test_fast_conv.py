@@ -244,3 +244,17 @@ def test_fast_kernels_run_as_plain_python_with_the_jit_disabled():
         out, cache = conv2d_forward(x, w, rng.standard_normal(wshape[0]), stride, (1, 0, 1, 1), (1, 1), shape[1] // wshape[1])
         for name, got, want in zip(("out", "dx", "dw", "db"), python, (out, *conv2d_backward(np.ones_like(out), cache))):
             assert_close(np.array(got), want, name)
+
+
+def test_row_tap_ranges_leave_out_the_kernel_rows_that_read_only_padding():
+    """Hand-derived. Article's 16->32 (14 rows, 5x5, padding 2): output row 0 reads input rows -2..2, so
+    its kernel rows 2..4 only; row 13 reads 11..15, kernel rows 0..2; 64 of the 70 row passes remain.
+    Counted in entries of 16 channels' taps of a kernel row (16 x 5 = 80 per kernel row). The input
+    gradient of a stride-2 convolution (rows put 2 apart, padding 2 before, 4 rows): a 3-row
+    kernel at output row 1 reads padded rows 1, 2, 3, of which only row 2 holds an input row."""
+    ranges = conv_module._row_tap_ranges(14, 1, 1, 5, 2, 1, 14, 80)
+    assert ranges[:, 0].tolist() == [160, 80] + [0] * 12
+    assert ranges[:, 1].tolist() == [400] * 12 + [320, 240]
+    assert (ranges[:, 1] - ranges[:, 0]).sum() == 64 * 80
+    strided = conv_module._row_tap_ranges(9, 1, 1, 3, 2, 2, 4, 1)
+    assert strided.tolist() == [[2, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 1]]

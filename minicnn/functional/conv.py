@@ -482,31 +482,67 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
     else:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
-        w_taps = np.ascontiguousarray(_weight_matrix(w, groups, transposed, block, 1).transpose(0, 2, 1))
-        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
+        w_matrix = _weight_matrix(w, groups, transposed, block, 1)  # (groups, Fb, taps (c, i, j))
         along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
-        kernel_row = KW if along_rows and not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
-        if kernel_row > 1:  # where each kernel row starts: the taps of a 1-wide kernel
-            offsets = _tap_offsets(C, Cg, KH, 1, dh, dw, Hp, Wp, 1)
-        if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
-            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows,
-                                                      kernel_row, threads, xp, out)
+        if along_rows:
+            # taps ordered (i, c, j): the kernel rows that read only padding, a prefix and a suffix of
+            # them, are left out row by row (row_taps); narrow tiles take a kernel row at a time
+            kernel_row = KW if not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
+            Fb = w_matrix.shape[1]
+            w_taps = np.ascontiguousarray(w_matrix.reshape(groups, Fb, Cg, KH, KW).transpose(0, 3, 2, 4, 1))
+            w_taps = w_taps.reshape(groups, Cg * KH * KW, Fb)
+            entry_width = 1 if kernel_row > 1 else KW  # an entry of offsets: a kernel row, or a tap
+            offsets = _tap_offsets(C, Cg, KH, entry_width, dh, dw, Hp, Wp, 1, rows_first=True)
+            row_taps = _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * entry_width)
+            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, True, kernel_row,
+                                                      row_taps, threads, xp, out)
+            return
+        w_taps = np.ascontiguousarray(w_matrix.transpose(0, 2, 1))
+        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
+        if -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
+            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, False, 1,
+                                                      NO_ROW_TAPS, threads, xp, out)
         else:
             conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
 
 
 @functools.lru_cache(maxsize=64)
-def _tap_offsets(C, Cg, KH, KW, dil_h, dil_w, Hp, Wp, multiple):
+def _tap_offsets(C, Cg, KH, KW, dil_h, dil_w, Hp, Wp, multiple, rows_first=False):
     """Where tap t = (c, i, j) of an output pixel reads the padded input (N, C, Hp, Wp), flattened,
-    relative to the pixel's own (c = i = j = 0) address: (c*Hp + i*dil_h)*Wp + j*dil_w. Rounded up
-    to a ``multiple`` of taps by repeating the last (a tile over taps then reads only real ones).
-    Cached (read-only): a layer asks for the same offsets at every step, and building them costs
-    about as much as a batch-1 first layer's whole kernel."""
-    c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
+    relative to the pixel's own (c = i = j = 0) address: (c*Hp + i*dil_h)*Wp + j*dil_w; with
+    ``rows_first`` in the order (i, c, j). Rounded up to a ``multiple`` of taps by repeating the last
+    (a tile over taps then reads only real ones). Cached (read-only): a layer asks for the same
+    offsets at every step, and building them costs about as much as a batch-1 first layer's whole kernel."""
+    if rows_first:
+        i, c, j = np.unravel_index(np.arange(Cg * KH * KW), (KH, Cg, KW))
+    else:
+        c, i, j = np.unravel_index(np.arange(Cg * KH * KW), (Cg, KH, KW))
     offsets = (c * Hp + i * dil_h) * Wp + j * dil_w
     offsets = np.concatenate([offsets, np.repeat(offsets[-1:], round_up(offsets.size, multiple) - offsets.size)])
     offsets.setflags(write=False)
     return offsets
+
+
+NO_ROW_TAPS = np.zeros((0, 2), np.int64)  # row_taps of tiles across rows, which take every tap
+
+
+@functools.lru_cache(maxsize=64)
+def _row_tap_ranges(OH, stride_h, dil_h, KH, pad_top, up_h, H, per_kernel_row):
+    """(OH, 2): for output row oh, the entries [begin, end) of taps ordered (i, c, j) whose kernel
+    rows i can read data: per_kernel_row entries per kernel row i, those from the first i whose
+    padded-input row oh*stride_h + i*dil_h holds an input row (pad_top + h*up_h, h < H) to the last.
+    The others read only zeros of the padding (or of the zero rows put between rows when up_h > 1,
+    those before the first and after the last), so leaving them out changes no sum: oneDNN's kernels
+    skip them too (``t_overflow``/``b_overflow``). Article's 16->32 (5x5, padding 2, 14 rows):
+    64 of its 70 kernel-row passes per output plane are left."""
+    i = np.arange(KH)
+    r = np.arange(OH)[:, None] * stride_h + i[None, :] * dil_h - pad_top
+    data = (r >= 0) & (r <= (H - 1) * up_h) & (r % up_h == 0)
+    first = np.where(data.any(axis=1), data.argmax(axis=1), 0)
+    last = np.where(data.any(axis=1), KH - data[:, ::-1].argmax(axis=1), 0)
+    ranges = np.stack([first, last], axis=1).astype(np.int64) * per_kernel_row
+    ranges.setflags(write=False)
+    return ranges
 
 
 def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):

@@ -204,7 +204,7 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
 
 
 def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
-                                along_rows, kernel_row, workers, xp, out):
+                                along_rows, kernel_row, row_taps, workers, xp, out):
     """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
     pixel-major into a buffer (P + R pixels x one block of channels), which is then copied into out's
     planes, bias added, one output channel at a time. The copy is contiguous where
@@ -215,8 +215,11 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     each output row: R consecutive pixels from one address (``outer_row_tile_*``), a row's last tile
     moved back to end at the row's end, recomputing pixels of the one before. The caller chooses by
     the pixels repeated (``conv.IMAGE_TILES_MAX_REPEATED``, ``conv.ROW_ALIGNED_MAX_REPEATED``).
-    ``kernel_row`` > 1 (narrow tiles along rows, a kernel row's taps consecutive in xp): ``offsets``
-    are where the kernel rows start, T / kernel_row of them, and the tiles take a row at a time.
+    Along rows, the taps (w_taps' rows and ``offsets``) are ordered (i, c, j), and a tile of output
+    row oh takes only the entries [row_taps[oh, 0], row_taps[oh, 1]) of ``offsets``: the kernel rows
+    that read only padding are left out (``conv._row_tap_ranges``). With ``kernel_row`` > 1 (narrow
+    tiles, a kernel row's taps consecutive in xp) an entry of ``offsets`` is where a kernel row (i, c)
+    starts, T / kernel_row of them, and the tiles take a kernel row at a time.
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -252,8 +255,9 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                 for f0 in range(0, Fg, block):
                     for k in range(tiles):
                         if along_rows:
-                            outer_row_tile(wide, kernel_row, x_g, bases[k * R], offsets, T // kernel_row, w_g, Fb, f0,
-                                           staged[starts[k] * block:])
+                            begin, end = row_taps[k // per_row, 0], row_taps[k // per_row, 1]
+                            outer_row_tile(wide, kernel_row, x_g, bases[k * R], offsets[begin:], end - begin,
+                                           w_g[begin * kernel_row * Fb:], Fb, f0, staged[starts[k] * block:])
                         else:
                             outer_tile(wide, x_g, bases[k * R:], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
                     for f in range(min(block, Fg - f0)):
