@@ -61,6 +61,13 @@ def test_tiles_along_rows_agree_with_naive(case, dtype, seed):
     assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
 
 
+@given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds, path=st.sampled_from(["direct", "plane"]))
+def test_row_tiles_on_wide_rows_agree_with_naive(case, dtype, seed, path):
+    """Row tiles (forward, and the weight gradient's filters x taps) on rows up to 24 pixels longer
+    than the kernel: full vectors of a row and its last partial one (masked), every configuration."""
+    assert_naive_and_fast_agree(case, dtype, seed, path, 1)
+
+
 @given(case=conv_cases(extra_size=24, kernels=st.tuples(st.integers(1, 5), st.sampled_from(KERNEL_ROW_WIDTHS))),
        dtype=DTYPES, seed=seeds)
 def test_kernel_row_tiles_agree_with_naive_and_equal_per_tap_tiles(case, dtype, seed):

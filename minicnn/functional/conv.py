@@ -660,9 +660,8 @@ def _weight_grad_rows(x, dout, geo, w_shape, groups):
     if dout.size:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
         offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, WEIGHT_TAPS)
-        vectors = row_vectors(geo.out_h, geo.out_w, Wp, block, 1)
-        conv2d_rows_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, *vectors,
-                                               xp, dw_vectors, db_partial)
+        conv2d_rows_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, geo.out_h,
+                                               geo.out_w, xp, dw_vectors, db_partial)
     # (workers, groups, filter blocks, tap blocks, filters, taps, lanes) -> (groups, Fg, taps) -> (F, Cg, KH, KW)
     dw = dw_vectors.reshape(workers, groups, filter_blocks, tap_blocks, WEIGHT_FILTERS, WEIGHT_TAPS, block).sum(axis=(0, 6))
     dw = dw.transpose(0, 1, 3, 2, 4).reshape(groups, filter_blocks * WEIGHT_FILTERS, tap_blocks * WEIGHT_TAPS)

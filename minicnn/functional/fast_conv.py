@@ -53,7 +53,7 @@ from .microkernels import (
     outer_tile_14x1,
     row_tile_4x3,
     row_tile_4x4,
-    row_weight_tile_2x5,
+    row_weight_tile_4x5,
     row_weight_tile_4x2,
 )
 from .simd import VECTOR_BYTES, lanes, vector_registers
@@ -65,7 +65,7 @@ if vector_registers() >= 32:
     narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_14x1_k3, outer_row_tile_14x1_k5
     wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_7x2, outer_row_tile_7x2, 7
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x4, 4, 4
-    row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_2x5, 2, 5
+    row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x5, 4, 5
 else:
     narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_8x1, outer_row_tile_8x1, 8
     narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_8x1_k3, outer_row_tile_8x1_k5
@@ -401,16 +401,16 @@ def _conv2d_rows_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias
                                     o[to + ow] = staged[frm + ow]
 
 
-def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_count, xp, dw_vectors, db_partial):
-    """dw_vectors[t, g, fb, tb, (f*WEIGHT_TAPS + k)*L + l] = sum over worker t's images n and the vectors
-    i of ``row_vectors`` of lane l of dout[n, g*Fg + fb*WEIGHT_FILTERS + f, o_at[i] + l] * xp[n, g*Cg
-    ..., x_at[i] + offsets[tb*WEIGHT_TAPS + k] + l], for the lanes l < o_count[i]: the weight gradient of a
-    stride-1 convolution by row tiles (``microkernels.row_weight_tile_*``), summed over the workers
-    and the L lanes by the caller. db_partial[t, f] = the sum of dout[n, f, :] over the same images.
+def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, OH, OW, xp, dw_vectors, db_partial):
+    """dw_vectors[t, g, fb, tb, (f*WEIGHT_TAPS + k)*L + l] = sum over worker t's images n, the output
+    rows oh < OH and the columns ow = v*L + l < OW of dout[n, g*Fg + fb*WEIGHT_FILTERS + f, oh*OW + ow]
+    * xp[n, g*Cg ..., oh*Wp + ow + offsets[tb*WEIGHT_TAPS + k]]: the weight gradient of a stride-1
+    convolution by row tiles (``microkernels.row_weight_tile_*``: each row's vectors, its last one
+    partial when L does not divide OW), summed over the workers and the L lanes by the caller.
+    db_partial[t, f] = the sum of dout[n, f, :] over the same images.
 
-    x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, P);
-    offsets : (taps rounded up to WEIGHT_TAPS,), the extra taps repeating the last; x_at, o_at,
-    o_count : (K,) every vector of an image's output once (``row_vectors`` with ``vectors=1``);
+    x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, OH*OW);
+    offsets : (taps rounded up to WEIGHT_TAPS,), the extra taps repeating the last;
     dw_vectors : (workers, groups, Fg / WEIGHT_FILTERS rounded up, taps / WEIGHT_TAPS rounded up,
     WEIGHT_FILTERS * WEIGHT_TAPS * L). A last block of filters past Fg repeats filter Fg - 1.
     """
@@ -433,7 +433,7 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, x_at, o_at, o_
                     for f in range(WEIGHT_FILTERS):
                         planes[f] = (n * F + g * Fg + min(fb * WEIGHT_FILTERS + f, Fg - 1)) * P
                     for tb in range(tap_blocks):
-                        row_weight_tile(flat, x0, x_at, offsets[tb * WEIGHT_TAPS:], d, planes, o_at, o_count, x_at.size,
+                        row_weight_tile(flat, x0, Wp, offsets[tb * WEIGHT_TAPS:], d, planes, OW, OH,
                                         dw_vectors[t, g, fb, tb])
 
 

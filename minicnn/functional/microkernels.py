@@ -41,13 +41,14 @@ for the lanes l < o_count[v] (a masked store) and f < ``filters``. ``x`` is the 
 flattened, ``offsets[t]`` where tap t = (c, i, j) reads it: c*Hp*Wp + i*dil_h*Wp + j*dil_w. Each
 tap loads V vectors of input and broadcasts F weights for F*V multiply-adds.
 
-``row_weight_tile_FxT(x, x0, x_at, offsets, d, d_at, o_at, o_count, vectors, acc)`` is its weight
-gradient: for F output channels and T taps, over every vector i < ``vectors`` of an image,
+``row_weight_tile_FxT(x, x0, Wp, offsets, d, d_at, OW, rows, acc)`` is its weight gradient: for F
+output channels and T taps, over the ``rows`` output rows of an image, OW pixels each, read in
+vectors of L pixels (the last one of a row partial when L does not divide OW: masked loads,
+nothing past a row is read),
 
-    acc[(f*T + t)*L + l] += d[d_at[f] + o_at[i] + l] * x[x0 + x_at[i] + offsets[t] + l]
+    acc[(f*T + t)*L + l] += d[d_at[f] + oh*OW + ow] * x[x0 + oh*Wp + ow + offsets[t]]   (ow = k*L + l)
 
-for the lanes l < o_count[i] (masked loads: nothing past a row is read), each vector of pixels
-loading F + T vectors for F*T multiply-adds. The caller sums the L lanes.
+each vector of pixels loading F + T vectors for F*T multiply-adds. The caller sums the L lanes.
 """
 from numba import njit
 
@@ -761,47 +762,83 @@ def _row_tile_4x3(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_
 row_tile_4x3 = njit(cache=True)(_row_tile_4x3)
 
 
-def _row_weight_tile_2x5(x, x0, x_at, offsets, d, d_at, o_at, o_count, vectors, acc):
-    """2 filters x 5 taps per tile; see the module docstring."""
+def _row_weight_tile_4x5(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
+    """4 filters x 5 taps per tile; see the module docstring."""
     L = lanes(acc)
     o0, o1, o2, o3, o4 = x0 + offsets[0], x0 + offsets[1], x0 + offsets[2], x0 + offsets[3], x0 + offsets[4]
-    p0, p1 = d_at[0], d_at[1]
+    p0, p1, p2, p3 = d_at[0], d_at[1], d_at[2], d_at[3]
+    full = OW // L
+    tail = OW - full * L
     s0_0 = load(acc, 0 * L); s0_1 = load(acc, 1 * L); s0_2 = load(acc, 2 * L); s0_3 = load(acc, 3 * L); s0_4 = load(acc, 4 * L)
     s1_0 = load(acc, 5 * L); s1_1 = load(acc, 6 * L); s1_2 = load(acc, 7 * L); s1_3 = load(acc, 8 * L); s1_4 = load(acc, 9 * L)
-    for k in range(vectors):
-        a, b, c = x_at[k], o_at[k], o_count[k]
-        v0 = load_first(x, o0 + a, c); v1 = load_first(x, o1 + a, c); v2 = load_first(x, o2 + a, c); v3 = load_first(x, o3 + a, c); v4 = load_first(x, o4 + a, c)
-        y0 = load_first(d, p0 + b, c)
-        s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1); s0_2 = fma(y0, v2, s0_2); s0_3 = fma(y0, v3, s0_3); s0_4 = fma(y0, v4, s0_4)
-        y1 = load_first(d, p1 + b, c)
-        s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1); s1_2 = fma(y1, v2, s1_2); s1_3 = fma(y1, v3, s1_3); s1_4 = fma(y1, v4, s1_4)
+    s2_0 = load(acc, 10 * L); s2_1 = load(acc, 11 * L); s2_2 = load(acc, 12 * L); s2_3 = load(acc, 13 * L); s2_4 = load(acc, 14 * L)
+    s3_0 = load(acc, 15 * L); s3_1 = load(acc, 16 * L); s3_2 = load(acc, 17 * L); s3_3 = load(acc, 18 * L); s3_4 = load(acc, 19 * L)
+    for r in range(rows):
+        for k in range(full):
+            a, b = r * Wp + k * L, r * OW + k * L
+            v0 = load(x, o0 + a); v1 = load(x, o1 + a); v2 = load(x, o2 + a); v3 = load(x, o3 + a); v4 = load(x, o4 + a)
+            y0 = load(d, p0 + b)
+            s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1); s0_2 = fma(y0, v2, s0_2); s0_3 = fma(y0, v3, s0_3); s0_4 = fma(y0, v4, s0_4)
+            y1 = load(d, p1 + b)
+            s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1); s1_2 = fma(y1, v2, s1_2); s1_3 = fma(y1, v3, s1_3); s1_4 = fma(y1, v4, s1_4)
+            y2 = load(d, p2 + b)
+            s2_0 = fma(y2, v0, s2_0); s2_1 = fma(y2, v1, s2_1); s2_2 = fma(y2, v2, s2_2); s2_3 = fma(y2, v3, s2_3); s2_4 = fma(y2, v4, s2_4)
+            y3 = load(d, p3 + b)
+            s3_0 = fma(y3, v0, s3_0); s3_1 = fma(y3, v1, s3_1); s3_2 = fma(y3, v2, s3_2); s3_3 = fma(y3, v3, s3_3); s3_4 = fma(y3, v4, s3_4)
+        if tail > 0:
+            a, b = r * Wp + full * L, r * OW + full * L
+            v0 = load_first(x, o0 + a, tail); v1 = load_first(x, o1 + a, tail); v2 = load_first(x, o2 + a, tail); v3 = load_first(x, o3 + a, tail); v4 = load_first(x, o4 + a, tail)
+            y0 = load_first(d, p0 + b, tail)
+            s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1); s0_2 = fma(y0, v2, s0_2); s0_3 = fma(y0, v3, s0_3); s0_4 = fma(y0, v4, s0_4)
+            y1 = load_first(d, p1 + b, tail)
+            s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1); s1_2 = fma(y1, v2, s1_2); s1_3 = fma(y1, v3, s1_3); s1_4 = fma(y1, v4, s1_4)
+            y2 = load_first(d, p2 + b, tail)
+            s2_0 = fma(y2, v0, s2_0); s2_1 = fma(y2, v1, s2_1); s2_2 = fma(y2, v2, s2_2); s2_3 = fma(y2, v3, s2_3); s2_4 = fma(y2, v4, s2_4)
+            y3 = load_first(d, p3 + b, tail)
+            s3_0 = fma(y3, v0, s3_0); s3_1 = fma(y3, v1, s3_1); s3_2 = fma(y3, v2, s3_2); s3_3 = fma(y3, v3, s3_3); s3_4 = fma(y3, v4, s3_4)
     store(acc, 0 * L, s0_0); store(acc, 1 * L, s0_1); store(acc, 2 * L, s0_2); store(acc, 3 * L, s0_3); store(acc, 4 * L, s0_4)
     store(acc, 5 * L, s1_0); store(acc, 6 * L, s1_1); store(acc, 7 * L, s1_2); store(acc, 8 * L, s1_3); store(acc, 9 * L, s1_4)
+    store(acc, 10 * L, s2_0); store(acc, 11 * L, s2_1); store(acc, 12 * L, s2_2); store(acc, 13 * L, s2_3); store(acc, 14 * L, s2_4)
+    store(acc, 15 * L, s3_0); store(acc, 16 * L, s3_1); store(acc, 17 * L, s3_2); store(acc, 18 * L, s3_3); store(acc, 19 * L, s3_4)
 
 
-row_weight_tile_2x5 = njit(cache=True)(_row_weight_tile_2x5)
+row_weight_tile_4x5 = njit(cache=True)(_row_weight_tile_4x5)
 
 
-def _row_weight_tile_4x2(x, x0, x_at, offsets, d, d_at, o_at, o_count, vectors, acc):
+def _row_weight_tile_4x2(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
     """4 filters x 2 taps per tile; see the module docstring."""
     L = lanes(acc)
     o0, o1 = x0 + offsets[0], x0 + offsets[1]
     p0, p1, p2, p3 = d_at[0], d_at[1], d_at[2], d_at[3]
+    full = OW // L
+    tail = OW - full * L
     s0_0 = load(acc, 0 * L); s0_1 = load(acc, 1 * L)
     s1_0 = load(acc, 2 * L); s1_1 = load(acc, 3 * L)
     s2_0 = load(acc, 4 * L); s2_1 = load(acc, 5 * L)
     s3_0 = load(acc, 6 * L); s3_1 = load(acc, 7 * L)
-    for k in range(vectors):
-        a, b, c = x_at[k], o_at[k], o_count[k]
-        v0 = load_first(x, o0 + a, c); v1 = load_first(x, o1 + a, c)
-        y0 = load_first(d, p0 + b, c)
-        s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1)
-        y1 = load_first(d, p1 + b, c)
-        s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1)
-        y2 = load_first(d, p2 + b, c)
-        s2_0 = fma(y2, v0, s2_0); s2_1 = fma(y2, v1, s2_1)
-        y3 = load_first(d, p3 + b, c)
-        s3_0 = fma(y3, v0, s3_0); s3_1 = fma(y3, v1, s3_1)
+    for r in range(rows):
+        for k in range(full):
+            a, b = r * Wp + k * L, r * OW + k * L
+            v0 = load(x, o0 + a); v1 = load(x, o1 + a)
+            y0 = load(d, p0 + b)
+            s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1)
+            y1 = load(d, p1 + b)
+            s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1)
+            y2 = load(d, p2 + b)
+            s2_0 = fma(y2, v0, s2_0); s2_1 = fma(y2, v1, s2_1)
+            y3 = load(d, p3 + b)
+            s3_0 = fma(y3, v0, s3_0); s3_1 = fma(y3, v1, s3_1)
+        if tail > 0:
+            a, b = r * Wp + full * L, r * OW + full * L
+            v0 = load_first(x, o0 + a, tail); v1 = load_first(x, o1 + a, tail)
+            y0 = load_first(d, p0 + b, tail)
+            s0_0 = fma(y0, v0, s0_0); s0_1 = fma(y0, v1, s0_1)
+            y1 = load_first(d, p1 + b, tail)
+            s1_0 = fma(y1, v0, s1_0); s1_1 = fma(y1, v1, s1_1)
+            y2 = load_first(d, p2 + b, tail)
+            s2_0 = fma(y2, v0, s2_0); s2_1 = fma(y2, v1, s2_1)
+            y3 = load_first(d, p3 + b, tail)
+            s3_0 = fma(y3, v0, s3_0); s3_1 = fma(y3, v1, s3_1)
     store(acc, 0 * L, s0_0); store(acc, 1 * L, s0_1)
     store(acc, 2 * L, s1_0); store(acc, 3 * L, s1_1)
     store(acc, 4 * L, s2_0); store(acc, 5 * L, s2_1)
