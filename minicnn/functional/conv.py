@@ -484,25 +484,21 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
         w_matrix = _weight_matrix(w, groups, transposed, block, 1)  # (groups, Fb, taps (c, i, j))
         along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
-        if along_rows:
+        if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
             # taps ordered (i, c, j): the kernel rows that read only padding, a prefix and a suffix of
-            # them, are left out row by row (row_taps); narrow tiles take a kernel row at a time
-            kernel_row = KW if not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
+            # them, are left out row by row (row_taps); narrow tiles along rows take a kernel row at a time
+            kernel_row = KW if along_rows and not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
             Fb = w_matrix.shape[1]
             w_taps = np.ascontiguousarray(w_matrix.reshape(groups, Fb, Cg, KH, KW).transpose(0, 3, 2, 4, 1))
             w_taps = w_taps.reshape(groups, Cg * KH * KW, Fb)
             entry_width = 1 if kernel_row > 1 else KW  # an entry of offsets: a kernel row, or a tap
             offsets = _tap_offsets(C, Cg, KH, entry_width, dh, dw, Hp, Wp, 1, rows_first=True)
             row_taps = _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * entry_width)
-            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, True, kernel_row,
-                                                      row_taps, threads, xp, out)
-            return
-        w_taps = np.ascontiguousarray(w_matrix.transpose(0, 2, 1))
-        offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
-        if -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
-            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, False, 1,
-                                                      NO_ROW_TAPS, threads, xp, out)
+            conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows,
+                                                      kernel_row, row_taps, threads, xp, out)
         else:
+            w_taps = np.ascontiguousarray(w_matrix.transpose(0, 2, 1))
+            offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
             conv2d_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, threads, xp, out)
 
 
@@ -521,9 +517,6 @@ def _tap_offsets(C, Cg, KH, KW, dil_h, dil_w, Hp, Wp, multiple, rows_first=False
     offsets = np.concatenate([offsets, np.repeat(offsets[-1:], round_up(offsets.size, multiple) - offsets.size)])
     offsets.setflags(write=False)
     return offsets
-
-
-NO_ROW_TAPS = np.zeros((0, 2), np.int64)  # row_taps of tiles across rows, which take every tap
 
 
 @functools.lru_cache(maxsize=64)

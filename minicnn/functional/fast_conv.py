@@ -215,11 +215,12 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     each output row: R consecutive pixels from one address (``outer_row_tile_*``), a row's last tile
     moved back to end at the row's end, recomputing pixels of the one before. The caller chooses by
     the pixels repeated (``conv.IMAGE_TILES_MAX_REPEATED``, ``conv.ROW_ALIGNED_MAX_REPEATED``).
-    Along rows, the taps (w_taps' rows and ``offsets``) are ordered (i, c, j), and a tile of output
-    row oh takes only the entries [row_taps[oh, 0], row_taps[oh, 1]) of ``offsets``: the kernel rows
-    that read only padding are left out (``conv._row_tap_ranges``). With ``kernel_row`` > 1 (narrow
-    tiles, a kernel row's taps consecutive in xp) an entry of ``offsets`` is where a kernel row (i, c)
-    starts, T / kernel_row of them, and the tiles take a kernel row at a time.
+    The taps (w_taps' rows and ``offsets``) are ordered (i, c, j), and output row oh needs only the
+    entries [row_taps[oh, 0], row_taps[oh, 1]) of ``offsets``: the kernel rows that read only padding
+    are left out (``conv._row_tap_ranges``); a tile takes those of every row it touches. With
+    ``kernel_row`` > 1 (narrow tiles along rows, a kernel row's taps consecutive in xp) an entry of
+    ``offsets`` is where a kernel row (i, c) starts, T / kernel_row of them, and the tiles take a
+    kernel row at a time.
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -234,19 +235,25 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     for t in prange(workers):
         # tile k: its first output pixel starts[k]; where its pixels' taps start in the padded image,
         # bases[k*R + r] (along rows: bases[k*R], the others following it)
+        # and the entries [taps[k, 0], taps[k, 1]) of offsets it takes: those of every output row it touches
         starts = np.empty(tiles, np.int64)
         bases = np.empty(tiles * R, np.int64)
+        taps = np.empty((tiles, 2), np.int64)
         for k in range(tiles):
             if along_rows:
                 oh = k // per_row
                 ow0 = min((k - oh * per_row) * R, OW - R)
                 starts[k], bases[k * R] = oh * OW + ow0, oh * stride_h * Wp + ow0
+                taps[k, 0], taps[k, 1] = row_taps[oh, 0], row_taps[oh, 1]
             else:
                 starts[k] = k * R
+                taps[k, 0], taps[k, 1] = T, 0
                 for r in range(R):
                     q = min(k * R + r, P - 1)
                     oh = q // OW
                     bases[k * R + r] = oh * stride_h * Wp + (q - oh * OW) * stride_w
+                    taps[k, 0], taps[k, 1] = min(taps[k, 0], row_taps[oh, 0]), max(taps[k, 1], row_taps[oh, 1])
+                taps[k, 1] = max(taps[k, 0], taps[k, 1])
         staged = np.empty((P + R) * block, xp.dtype)
         for n in range(t * N // workers, (t + 1) * N // workers):
             pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
@@ -254,12 +261,13 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                 w_g, x_g = w_taps[g].reshape(-1), flat[(n * C + g * Cg) * Hp * Wp:]
                 for f0 in range(0, Fg, block):
                     for k in range(tiles):
+                        begin, end = taps[k, 0], taps[k, 1]
                         if along_rows:
-                            begin, end = row_taps[k // per_row, 0], row_taps[k // per_row, 1]
                             outer_row_tile(wide, kernel_row, x_g, bases[k * R], offsets[begin:], end - begin,
                                            w_g[begin * kernel_row * Fb:], Fb, f0, staged[starts[k] * block:])
                         else:
-                            outer_tile(wide, x_g, bases[k * R:], offsets, T, w_g, Fb, f0, staged[starts[k] * block:])
+                            outer_tile(wide, x_g, bases[k * R:], offsets[begin:], end - begin, w_g[begin * Fb:], Fb, f0,
+                                       staged[starts[k] * block:])
                     for f in range(min(block, Fg - f0)):
                         plane, b_f = out[n, g * Fg + f0 + f].reshape(-1), bias[g * Fg + f0 + f]
                         # unsigned: Numba then skips the negative-index wraparound
