@@ -385,9 +385,33 @@ def test_a_second_backward_of_one_forward_raises_instead_of_doubling_grad():
     conv(np.ones((1, 1, 4, 4), np.float32))  # a new forward: .grad accumulates, as torch's does
     conv.backward(np.ones_like(out))
     np.testing.assert_allclose(conv.weight.grad, 2 * grad)
-    conv.retain_cache()  # torch's retain_graph=True
+    conv.retain_cache()  # torch's retain_graph=True: asked for before the backward, as in torch
+    conv(np.ones((1, 1, 4, 4), np.float32))
     conv.backward(np.ones_like(out))
-    np.testing.assert_allclose(conv.weight.grad, 3 * grad)
+    conv.backward(np.ones_like(out))
+    np.testing.assert_allclose(conv.weight.grad, 4 * grad)
+
+
+def test_a_backward_lets_go_of_the_arrays_its_forward_saved_as_torch_frees_its_graph():
+    """After the backward nothing holds the activations any more (so a training step's peak memory
+    is torch's, not that plus every cache until the next forward), and a second backward, even of
+    a module without parameters, raises; retain_cache() keeps them."""
+    import weakref
+    model = mc.Sequential(mc.Conv2d(1, 2, 3), mc.ReLU(), mc.Flatten(), mc.Linear(8, 3))
+    x = np.ones((2, 1, 4, 4), np.float32)
+    hidden = model[1](model[0](x))                     # ReLU keeps its output for its backward
+    saved = weakref.ref(hidden)
+    out = model[3](model[2](hidden))
+    del hidden
+    assert saved() is not None
+    model.backward(np.ones_like(out))
+    assert saved() is None
+    with pytest.raises(RuntimeError, match=r"ReLU\(\)\.backward was already called for this forward"):
+        model[1].backward(np.ones((2, 2, 2, 2), np.float32))
+    model.retain_cache()
+    out = model(x)
+    first = model.backward(np.ones_like(out))
+    np.testing.assert_array_equal(model.backward(np.ones_like(out)), first)
 
 
 @pytest.mark.parametrize("make, message", [

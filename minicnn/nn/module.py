@@ -6,8 +6,10 @@ needs; ``backward(grad_output)`` returns the gradient for the input and adds
 
 The contract, as in torch:
 
-* ``.grad`` accumulates across forward/backward pairs until ``zero_grad()``; in a module with
-  parameters one forward allows one backward (a second raises, unless ``retain_cache()``).
+* ``.grad`` accumulates across forward/backward pairs until ``zero_grad()``; one forward allows
+  one backward. The backward lets go of the forward's cache, as torch frees its graph, so a
+  training step holds no activation longer than torch does; a second backward raises, unless
+  ``retain_cache()`` (torch's ``retain_graph=True``).
 * The cache holds references, not copies: the layers that need their input or output in
   the backward (the naive convolution and max-pool, ReLU's output, BatchNorm's normalized
   input, Linear's input) read it then. Editing those arrays in place between forward and
@@ -60,6 +62,10 @@ class Parameter:
         return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
 
 
+# A module's cache after its backward has let go of it (None: no forward has run yet).
+FREED = "freed by the backward"
+
+
 class Module:
     """Base class of every layer. Subclasses implement ``forward`` and ``backward``.
 
@@ -74,8 +80,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
-        object.__setattr__(self, "_cache", None)
-        object.__setattr__(self, "_backward_done", False)  # has this forward's backward run already?
+        object.__setattr__(self, "_cache", None)  # the last forward's, for its backward; FREED after it
         object.__setattr__(self, "_retain_cache", False)
 
     # --- registration -----------------------------------------------------
@@ -113,7 +118,6 @@ class Module:
 
     # --- forward / backward ----------------------------------------------
     def __call__(self, *inputs):
-        object.__setattr__(self, "_backward_done", False)
         return self.forward(*inputs)
 
     def forward(self, x):
@@ -128,21 +132,25 @@ class Module:
         self.backward(grad_output)
 
     def _saved(self):
-        """The cache of the last forward, for its one backward; a clear error if there was none.
+        """The cache of the last forward, for its one backward; a clear error if there is none.
 
-        In a module with parameters, a second backward of the same forward would add the same
-        gradients into ``.grad`` again, so it raises (as torch does once its graph is freed), unless
-        ``retain_cache()`` was called. Without parameters a second backward only recomputes ``dx``.
+        Unless ``retain_cache()`` was called, the module lets go of the cache here, as torch frees a
+        graph's saved tensors in its backward: the arrays a training step keeps for its backward
+        (a ReLU's output, a convolution's input) are freed layer by layer as the backward passes,
+        not at the next forward. A second backward of the same forward then raises: in a module
+        with parameters it would add the same gradients into ``.grad`` again.
         """
-        if self._cache is None:
+        cache = self._cache
+        if cache is None:
             raise RuntimeError(f"{self._name()}.backward was called before forward: "
                                f"run the forward pass first")
-        if self._backward_done and self._parameters and not self._retain_cache:
-            raise RuntimeError(f"{self._name()}.backward was already called for this forward, and its gradients "
-                               f"are already in .grad; run forward again first (or call retain_cache() to allow it, "
-                               f"like torch's retain_graph=True)")
-        object.__setattr__(self, "_backward_done", True)
-        return self._cache
+        if cache is FREED:
+            raise RuntimeError(f"{self._name()}.backward was already called for this forward, which let go of "
+                               f"what it saved (and added its gradients into .grad); run forward again first "
+                               f"(or call retain_cache() to allow it, like torch's retain_graph=True)")
+        if not self._retain_cache:
+            object.__setattr__(self, "_cache", FREED)
+        return cache
 
     def retain_cache(self, retain=True):
         """Allow several backward passes per forward (torch's ``retain_graph=True``), for this module and
