@@ -5,6 +5,8 @@ Arrays are drawn from a numpy Generator seeded by hypothesis (fast, and shrinkab
 import numpy as np
 from hypothesis import strategies as st
 
+from minicnn.functional.norm import CHANNEL_BLOCK
+
 DTYPES = st.sampled_from([np.float32, np.float64])
 IMPLS = st.sampled_from(["fast", "naive"])  # MaxPool2d: the argmax kernels or the direct loops
 CONV_IMPLS = st.sampled_from(["fast", "im2col", "naive"])  # Conv2d: fast_conv, im2col + BLAS, the direct loops
@@ -84,6 +86,8 @@ def batchnorm_cases(draw):
     """BatchNorm1d/2d arguments, an input shape with > 1 value per channel, and a mode."""
     kind = draw(st.sampled_from(["1d-NC", "1d-NCL", "2d"]))
     channels = draw(st.integers(1, 4))
+    if kind == "1d-NC" and draw(st.booleans()):  # several blocks of the kernels that walk rows, the last one partial
+        channels = draw(st.sampled_from([CHANNEL_BLOCK - 1, CHANNEL_BLOCK + 1, 2 * CHANNEL_BLOCK + 3]))
     batch = draw(st.integers(0, 4))  # 0: the empty batch, which torch accepts
     spatial = {"1d-NC": (), "1d-NCL": (draw(st.integers(1, 5)),),
                "2d": (draw(st.integers(1, 4)), draw(st.integers(1, 4)))}[kind]
