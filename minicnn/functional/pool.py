@@ -204,19 +204,24 @@ def _maxpool2d_backward_kernel(dout, indices, dx):
     """dx[n, c].flat[indices[n, c, oh, ow]] += dout[n, c, oh, ow].
 
     Each (n, c) plane belongs to one parallel iteration, so the ``+=`` of
-    overlapping windows never races.
+    overlapping windows never races. The plane is addressed flat, with unsigned
+    indices: no division into (row, column) and no negative-index wraparound per
+    window. Article's first pool at batch 256, alternating with torch in one process (AMD EPYC
+    family 25): 1.71 ms with ``dx[n, c, k // W, k % W]`` (torch 0.72); 0.72 ms this way, in
+    another process (torch 0.80).
     """
     N, C, H, W = dx.shape
-    OH, OW = dout.shape[2], dout.shape[3]
+    size, windows = np.uint64(H * W), np.uint64(dout.shape[2] * dout.shape[3])
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
-        dx[n, c] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                k = indices[n, c, oh, ow]
-                if k < H * W:  # an empty window (all padding) has no winner
-                    dx[n, c, k // W, k % W] += dout[n, c, oh, ow]
+        plane, grad, winners = dx[n, c].reshape(-1), dout[n, c].reshape(-1), indices[n, c].reshape(-1)
+        for k in range(size):
+            plane[k] = 0
+        for q in range(windows):
+            k = np.uint64(winners[q])
+            if k < size:  # an empty window (all padding) has no winner
+                plane[k] += grad[q]
 
 
 scan_window = njit(cache=True, inline="always")(_scan_window)
