@@ -73,12 +73,14 @@ def to_rows(x):
     """``x`` (N, C, d1..dK) or (C,) as contiguous rows (M, C), the class axis last."""
     if x.ndim == 1:
         return np.ascontiguousarray(x).reshape(1, -1)
+    if x.ndim == 2:  # already rows (moveaxis costs more than the kernel at these sizes)
+        return np.ascontiguousarray(x)
     return np.ascontiguousarray(np.moveaxis(x, 1, -1)).reshape(-1, x.shape[1])
 
 
 def from_rows(rows, shape):
     """The inverse of ``to_rows`` for an array of ``shape``."""
-    if len(shape) == 1:
+    if len(shape) <= 2:
         return rows.reshape(shape)
     moved = (shape[0], *shape[2:], shape[1])
     return np.moveaxis(rows.reshape(moved), -1, 1)
@@ -89,6 +91,8 @@ def _reduce(losses, denominator, reduction, sample_shape):
         return losses.reshape(sample_shape)
     if reduction == "sum":
         return losses.sum()
+    if denominator != 0:
+        return losses.sum() / denominator
     with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: 0/0 = nan, as in torch
         return losses.sum() / denominator
 

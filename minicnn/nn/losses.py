@@ -62,10 +62,11 @@ class _Loss(Module):
                 raise ValueError(f"{name}: target must have shape {samples} to match input shape {input.shape} "
                                  f"(the input without its class dim {class_axis}), got {target.shape}")
             target = target.astype(np.int64)
-            bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
-            if bad.any():
-                raise ValueError(f"{name}: target {int(target[bad].flat[0])} is out of range for {C} classes "
-                                 f"(valid: 0 to {C - 1}, or ignore_index={self.ignore_index})")
+            if target.size and (target.min() < 0 or target.max() >= C):  # two reductions; the full test only then
+                bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
+                if bad.any():
+                    raise ValueError(f"{name}: target {int(target[bad].flat[0])} is out of range for {C} classes "
+                                     f"(valid: 0 to {C - 1}, or ignore_index={self.ignore_index})")
         weight = None
         if self.weight is not None:
             if self.weight.shape != (C,):
