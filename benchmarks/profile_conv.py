@@ -58,10 +58,12 @@ def _pixel_bases(N, C, Hp, OH, OW):
 
 
 @numba.njit
-def _tiles_alone(wide, x, bases, offsets, w, block, rows, tile):
-    """Every full tile of the forward, one after another on one thread, results discarded."""
+def _tiles_alone(wide, x, bases, offsets, w, w_stride, F, block, rows, tile):
+    """Every full tile of the forward, each block of the F output channels, one after another on one
+    thread, results discarded. w : (taps, w_stride) flattened."""
     for k in range(bases.size // rows):
-        fast_conv.outer_tile(wide, x, bases[k * rows:(k + 1) * rows], offsets, offsets.size, w, block, 0, tile)
+        for f0 in range(0, F, block):
+            fast_conv.outer_tile(wide, x, bases[k * rows:(k + 1) * rows], offsets, offsets.size, w, w_stride, f0, tile)
 
 
 def main(N=64, C=16, H=14, F=32, K=5, P=2):
@@ -97,7 +99,8 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
     bases = np.ascontiguousarray(_pixel_bases(N, C, Hp, OH, OW))
     tile = np.empty(rows * block, np.float32)
     _report(f"one thread: the {rows}x{2 if wide else 1} tiles alone",
-            median_ms(lambda: _tiles_alone(wide, xp.reshape(-1), bases, offsets, w_taps.reshape(-1), block, rows, tile)),
+            median_ms(lambda: _tiles_alone(wide, xp.reshape(-1), bases, offsets, w_taps.reshape(-1), w_taps.shape[2], F,
+                                           block, rows, tile)),
             flops)
     print(f"  {'':<44} (precomputed pixel addresses, no padding, no stores)")
     _report("whole forward (conv2d_forward)", median_ms(lambda: conv_module.conv2d_forward(x, w, b, (1, 1), (P,) * 4)),
