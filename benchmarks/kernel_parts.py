@@ -38,7 +38,8 @@ VARIANTS = {
 
 
 def kernel_arguments(N=64, C=16, H=14, F=32, K=5, P=2):
-    """The arguments ``conv2d_forward`` passes to the image-tiles kernel for this layer."""
+    """(the arguments ``conv2d_forward`` passes to the image-tiles kernel for this layer, its
+    nominal FLOPs, and its inputs x, w, b)."""
     captured = {}
 
     class Recorder:
@@ -59,11 +60,11 @@ def kernel_arguments(N=64, C=16, H=14, F=32, K=5, P=2):
         conv.conv2d_image_tiles_forward = saved
     if "args" not in captured:
         raise RuntimeError("conv2d_forward did not take the image-tiles kernel for this layer on this CPU")
-    return captured["args"], 2 * N * F * H * H * C * K * K
+    return captured["args"], 2 * N * F * H * H * C * K * K, (x, w, b)
 
 
-def variant(name, edits):
-    """The kernel compiled from its own source with ``edits`` (old line, new line) applied."""
+def variant_source(name, edits):
+    """The kernel's source, renamed, with ``edits`` (old line, new line) applied."""
     source = inspect.getsource(fast_conv._conv2d_image_tiles_forward)
     function_name = "_" + name.replace(" ", "_")
     source = source.replace("def _conv2d_image_tiles_forward(", f"def {function_name}(")
@@ -71,6 +72,12 @@ def variant(name, edits):
         if old not in source:
             raise RuntimeError(f"kernel_parts: {old!r} is no longer in the kernel; update VARIANTS")
         source = source.replace(old, new)
+    return function_name, source
+
+
+def variant(name, edits):
+    """The kernel compiled from its own source with ``edits`` applied."""
+    function_name, source = variant_source(name, edits)
     namespace = dict(vars(fast_conv))
     exec(source, namespace)  # noqa: S102 - the kernel's own source, edited above
     return njit(namespace[function_name])
@@ -80,7 +87,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     repeats = parser.parse_args().repeats
-    args, flops = kernel_arguments()
+    args, flops, _ = kernel_arguments()
     kernels = {name: variant(name, edits) for name, edits in VARIANTS.items()}
     for kernel in kernels.values():
         kernel(*args)
