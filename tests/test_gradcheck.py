@@ -9,6 +9,7 @@ import pytest
 
 import minicnn as mc
 import minicnn.functional.conv as conv_module
+from minicnn.functional.norm import CHANNEL_BLOCK
 from minicnn.testing import numerical_gradient
 
 TOLERANCE = 1e-6
@@ -66,7 +67,9 @@ def test_maxpool2d(args):
 
 
 @pytest.mark.parametrize("layer, shape", [(mc.BatchNorm2d(3), (2, 3, 2, 3)), (mc.BatchNorm1d(4), (5, 4)),
-                                          (mc.BatchNorm1d(2), (3, 2, 4))])
+                                          (mc.BatchNorm1d(2), (3, 2, 4)),
+                                          # more channels than a block of the kernels that walk rows
+                                          (mc.BatchNorm1d(CHANNEL_BLOCK + 1), (3, CHANNEL_BLOCK + 1))])
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm(layer, shape, training):
     layer.train(training)

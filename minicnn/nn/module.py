@@ -11,7 +11,7 @@ The contract, as in torch:
   training step holds no activation longer than torch does; a second backward raises, unless
   ``retain_cache()`` (torch's ``retain_graph=True``).
 * The cache holds references, not copies: the layers that need their input or output in
-  the backward (the naive convolution and max-pool, ReLU's output, BatchNorm's normalized
+  the backward (the naive convolution and max-pool, ReLU's output, BatchNorm's
   input, Linear's input) read it then. Editing those arrays in place between forward and
   backward changes the gradient. torch detects this with a version counter on tensors;
   numpy arrays have none, so minicnn documents it instead of paying for a copy.
