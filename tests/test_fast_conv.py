@@ -60,6 +60,32 @@ def test_seed_model_convolutions_equal_naive(name, dtype):
         assert_close(fast, slow, what)
 
 
+AVX2_FEATURES = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
+                 "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,-avx512f,-avx512vl,-avx512bw,-avx512dq,-avx512cd")
+
+# For every generated microkernel, compiled afresh and not run: which vector registers its packed
+# float32 multiply-adds write (benchmarks.tile_asm), and the vector width simd compiled for.
+FMA_REGISTERS = """
+import json
+from benchmarks import tile_asm
+from minicnn.functional import simd
+registers = {name: tile_asm.fma_registers(tile_asm.compiled_assembly(name)) for name in tile_asm.microkernel_names()}
+print(json.dumps({"vector_bytes": simd.VECTOR_BYTES, "fma_registers": registers}))
+"""
+
+
+def run_compiled_for(tmp_path, script, cpu_name, features=None):
+    """Runs ``script`` in a fresh process whose Numba compiles for ``cpu_name`` (and ``features``, else
+    this machine's), with its own cache; returns what it prints."""
+    env = dict(os.environ, NUMBA_CPU_NAME=cpu_name, NUMBA_CACHE_DIR=str(tmp_path))
+    if features:
+        env["NUMBA_CPU_FEATURES"] = features
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
     """The 16-register kernels (8x1 and 6x2 outer-product tiles, across rows and along them, and 4x3
     row tiles of 32-byte vectors), compiled for an AVX2 CPU in a fresh process
@@ -92,12 +118,42 @@ def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
                             np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
         print("ok")
     """)
-    features = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+lzcnt,+mmx,+movbe,+popcnt,"
-                "+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,-avx512f,-avx512vl,-avx512bw,-avx512dq,-avx512cd")
-    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=features, NUMBA_CACHE_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+    assert run_compiled_for(tmp_path, script, "haswell", AVX2_FEATURES).strip() == "ok"
+
+
+AVX512_FEATURES = "+avx2,+fma,+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512cd"
+
+
+@pytest.mark.parametrize("cpu_name, features, register", [
+    ("haswell", AVX2_FEATURES, "ymm"),
+    ("znver4", AVX512_FEATURES, "zmm"),
+    ("skylake-avx512", AVX512_FEATURES, "zmm"),
+    ("sapphirerapids", AVX512_FEATURES, "zmm"),
+], ids=["haswell", "znver4", "skylake-avx512", "sapphirerapids"])
+def test_every_microkernel_multiplies_on_full_width_vector_registers(tmp_path, cpu_name, features, register):
+    """Each tile is written for one vector register of 16 float32 (8 with AVX2). LLVM tunes its Intel
+    Xeon targets to prefer 256-bit vectors (``prefer-256-bit``); had it split the tiles' ``<16 x float>``
+    into halves, each multiply-add instruction would do half the work and the tile would need twice the
+    registers. Compiled for AVX2, for AMD's Zen 4 and for the oldest and a recent Intel Xeon with
+    AVX-512 (compiled, not run, so on any machine), every packed multiply-add of every microkernel
+    writes a register of the full width: ymm for AVX2, zmm for AVX-512."""
+    compiled = json.loads(run_compiled_for(tmp_path, FMA_REGISTERS, cpu_name, features))
+    assert compiled["vector_bytes"] == {"ymm": 32, "zmm": 64}[register]
+    assert len(compiled["fma_registers"]) == 16, compiled["fma_registers"]
+    assert all(kinds == [register] for kinds in compiled["fma_registers"].values()), compiled["fma_registers"]
+
+
+def test_fma_registers_reads_the_destination_of_packed_float32_multiply_adds():
+    """AT&T syntax puts the destination last: a broadcast from memory, a masked write, a comment
+    naming another register, a scalar (``ss``) and a float64 (``pd``) multiply-add, which do not count."""
+    from benchmarks.tile_asm import fma_registers
+    asm = "\n".join(["\tvfmadd231ps\t(%rax,%rcx,4){1to16}, %zmm3, %zmm0",
+                     "\tvfmadd213ps\t%ymm1, %ymm2, %ymm7 {%k1}",
+                     "\tvfmadd231ps\t%zmm1, %zmm2, %zmm9    # 64-byte Folded Reload %xmm4",
+                     "\tvfmadd231ss\t%xmm1, %xmm2, %xmm5",
+                     "\tvfmadd231pd\t%xmm1, %xmm2, %xmm6"])
+    assert fma_registers(asm) == ["ymm", "zmm"]
+    assert fma_registers("\tvfmadd231pd\t%zmm1, %zmm2, %zmm6") == []
 
 
 def test_row_vectors_cover_each_output_row_once():
