@@ -1,4 +1,5 @@
 """gemm.matmul: numpy's BLAS kernel with the product's columns split between Numba's threads."""
+from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
@@ -117,3 +118,61 @@ def test_one_sample_weight_gradient_is_added_in_place_as_numpy_adds_it(dtype, bu
             np.testing.assert_allclose(grad, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
         np.testing.assert_allclose(dx, dout @ w, rtol=1e-5 if dtype == np.float32 else 1e-12)
         np.testing.assert_array_equal(db, dout.sum(axis=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parts", [1, 2])
+def test_out_receives_the_product_as_numpys_out_does(monkeypatch, dtype, parts):
+    """``matmul(a, b, out=o)`` fills and returns ``o``: bit for bit the product it returns without
+    ``out``, whether split or not, into a C-contiguous ``o`` or a strided view; a wrong shape or dtype
+    is named."""
+    monkeypatch.setattr(runtime, "threads_for", lambda work: parts)
+    rng = generator(4)
+    a, b = rng.standard_normal((6, 9)).astype(dtype), rng.standard_normal((9, 8)).astype(dtype).T.copy().T
+    want = gemm.matmul(a, b)
+    for out in (np.full((6, 8), np.nan, dtype), np.full((6, 16), np.nan, dtype)[:, ::2]):
+        assert gemm.matmul(a, b, out=out) is out
+        np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match=r"matmul: expected out of shape \(6, 8\) and dtype float\d+, got \(8, 6\)"):
+        gemm.matmul(a, b, out=np.empty((8, 6), dtype))
+    with pytest.raises(ValueError, match=r"expected out of shape \(6, 8\) and dtype float32, got \(6, 8\) and float64"):
+        gemm.matmul(a.astype(np.float32), b.astype(np.float32), out=np.empty((6, 8)))
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_im2col_convolution_never_runs_blas_on_its_own_threads(monkeypatch, input_grad):
+    """The im2col path's products go through ``matmul``, whose BLAS runs on one thread beside Numba's
+    pool. With numpy's own ``np.matmul`` on OpenBLAS's threads (as it once was), a product and Numba's
+    spinning workers took turns by scheduler ticks: article's 16->32 forward at batch 8 took 8.0 ms
+    instead of 0.4-0.7 (AMD EPYC, fresh processes). Every product here, split or not, must run with
+    OpenBLAS at one thread, even when the process asks for two."""
+    from minicnn.functional.conv import conv2d_backward_im2col, conv2d_forward_im2col
+    controls = runtime._openblas_controls()
+    if not controls:
+        pytest.fail("numpy's wheels ship OpenBLAS; without it this test cannot see BLAS's threads")
+    seen = []
+    numpy_matmul, split = np.matmul, gemm.gemm_columns.parallel
+
+    def numpy_product(*args, **kwargs):
+        seen.append(max(get() for get, _ in controls))
+        return numpy_matmul(*args, **kwargs)
+
+    def split_product(*args):
+        seen.append(max(get() for get, _ in controls))
+        return split(*args)
+
+    monkeypatch.setattr(np, "matmul", numpy_product)
+    monkeypatch.setattr(gemm, "gemm_columns", SimpleNamespace(parallel=split_product))
+    previous = [(get(), put) for get, put in controls]
+    for _, put in previous:
+        put(2)
+    try:
+        rng = generator(5)
+        x = rng.standard_normal((20, 16, 14, 14)).astype(np.float32)  # two chunks of cols (13 images each)
+        w = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+        out, cache = conv2d_forward_im2col(x, w, None, (1, 1), (2, 2, 2, 2))
+        conv2d_backward_im2col(np.ones_like(out), cache, input_grad=input_grad)
+    finally:
+        for count, put in previous:
+            put(count)
+    assert len(seen) == 2 * (2 + input_grad) and set(seen) == {1}, seen

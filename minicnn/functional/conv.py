@@ -9,7 +9,9 @@ Two implementations with the same functional interface:
   layers use these);
 * ``conv2d_forward_im2col`` / ``conv2d_backward_im2col``: im2col + one BLAS
   matrix product per group, a chunk of images at a time, then col2im: the
-  textbook method, kept to compare against (``Conv2d(impl="im2col")``).
+  textbook method, kept to compare against (``Conv2d(impl="im2col")``). Its
+  products run on Numba's threads as ``Linear``'s do (``gemm.matmul``), never
+  on BLAS's own threads beside Numba's.
 
 Shapes
 ------
@@ -49,6 +51,7 @@ from .fast_conv import (
     row_vectors,
     tile_shape,
 )
+from .gemm import matmul
 from .simd import VECTOR_BYTES
 
 # Elements of cols (and dcols) built at once: the images are unfolded a chunk at a time, so the buffer
@@ -386,7 +389,7 @@ def conv2d_forward_im2col(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dil
         part, out_part = _chunk_view(cols, C * KH * KW, (n1 - n0) * P), _chunk_view(out_mat, F, (n1 - n0) * P)
         im2col.for_work(part.size)(x[n0:n1], KH, KW, *geo, part)
         for fs, rs in _group_slices(F, C * KH * KW, groups):
-            np.matmul(w_mat[fs], part[rs], out=out_part[fs])
+            matmul(w_mat[fs], part[rs], out=out_part[fs])
         gemm_to_nchw.for_work(out_part.size)(out_part, bias, out[n0:n1])
     return out.reshape(N, F, geo.out_h, geo.out_w), ConvCache(x, w, b is not None, geo, groups)
 
@@ -412,9 +415,9 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
         dout_part = dout_mat[:, n0 * P:n1 * P]
         im2col.for_work(part.size)(x[n0:n1], KH, KW, *geo, part)
         for fs, rs in _group_slices(F, C * KH * KW, groups):
-            np.matmul(dout_part[fs], part[rs].T, out=dw_part[fs])     # dW_g += dout_g @ cols_g.T
+            matmul(dout_part[fs], part[rs].T, out=dw_part[fs])     # dW_g += dout_g @ cols_g.T
             if input_grad:
-                np.matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])  # dcols_g = W_g.T @ dout_g
+                matmul(w_mat[fs].T, dout_part[fs], out=dpart[rs])  # dcols_g = W_g.T @ dout_g
         dw_mat += dw_part
         if input_grad:
             col2im.for_work(dpart.size)(dpart, n1 - n0, C, H, W, KH, KW, *geo, dx[n0:n1])

@@ -102,10 +102,11 @@ def _operand(m):
     return m, CBLAS_NO_TRANS, max(1, cols)
 
 
-def matmul(a, b):
+def matmul(a, b, out=None):
     """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), the product's columns split between Numba's threads.
 
-    Returns a new C-contiguous (M, N) array. Each of its column ranges is bit for bit one
+    Returns a new C-contiguous (M, N) array, or ``out`` (M, N) of ``a``'s dtype filled with the
+    product, as ``np.matmul(a, b, out=out)`` does. Each of its column ranges is bit for bit one
     single-threaded ``cblas_?gemm`` call on ``b[:, lo:hi]``: every element is one call's sum over
     the whole of K (``tests/test_gemm.py``).
     Against the undivided product it can differ by rounding, as OpenBLAS's own threads do
@@ -116,14 +117,20 @@ def matmul(a, b):
         raise ValueError(f"matmul: expected a (M, K) and b (K, N), got a {a.shape} and b {b.shape}")
     M, K = a.shape
     N = b.shape[1]
+    if out is not None and (out.shape != (M, N) or out.dtype != a.dtype):
+        raise ValueError(f"matmul: expected out of shape {(M, N)} and dtype {a.dtype}, "
+                         f"got {out.shape} and {out.dtype}")
     gemm = _cblas_functions().get(a.dtype) if a.dtype == b.dtype else None
     parts = min(runtime.threads_for(M * N * K // 32), N) if gemm is not None and runtime.BLAS_THREADS == 1 else 1
     if parts <= 1 or M == 0 or K == 0:
         with runtime.blas_threads():
-            return a @ b
+            return np.matmul(a, b, out=out)
+    if out is not None and not out.flags.c_contiguous:
+        out[...] = matmul(a, b)
+        return out
     a, trans_a, lda = _operand(a)
     b, trans_b, ldb = _operand(b)
-    out = np.empty((M, N), dtype=a.dtype)
+    out = np.empty((M, N), dtype=a.dtype) if out is None else out
     item = a.itemsize
     b_column_bytes = item * (ldb if trans_b == CBLAS_TRANS else 1)
     with runtime.blas_threads(1):
