@@ -5,7 +5,7 @@ batch 64, float32) stage by stage: the forward kernel (padding + outer-product t
 and on one, the tiles alone on one thread (what the kernel's padding, addresses and stores cost),
 the whole forward call, the input gradient (the same kernel on the flipped weights) and
 the weight gradient, each beside torch's time for the same operation, and the im2col path's stages
-for comparison.
+and whole calls for comparison.
 GFLOP/s are beside a large float32 matmul's and a loop of vector multiply-adds' (``machine``), measured
 in the same run.
 Medians of 30 calls, in this process, with minicnn's thread policy and torch on the same threads.
@@ -109,10 +109,10 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
     print(f"  {'':<44} ({faults:.0f} page faults per call; minicnn.runtime.MALLOC_TUNED={mc.runtime.MALLOC_TUNED})")
     dw_only = median_ms(lambda: conv_module.conv2d_backward(dout, cache, input_grad=False))
     both = median_ms(lambda: conv_module.conv2d_backward(dout, cache))
-    _report("input gradient (backward minus the next row)", both - dw_only, flops,
-            median_ms(lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dt, padding=P)))
-    _report("weight + bias gradient (input_grad=False)", dw_only, flops,
-            median_ms(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dt, padding=P)))
+    torch_input_grad = median_ms(lambda: torch.nn.grad.conv2d_input(xt.shape, wt, dt, padding=P))
+    torch_weight_grad = median_ms(lambda: torch.nn.grad.conv2d_weight(xt, wt.shape, dt, padding=P))
+    _report("input gradient (backward minus the next row)", both - dw_only, flops, torch_input_grad)
+    _report("weight + bias gradient (input_grad=False)", dw_only, flops, torch_weight_grad)
 
     print("im2col path (impl='im2col'), for comparison:")
     cols = np.empty((C * K * K, N * OH * OW), np.float32)
@@ -124,6 +124,15 @@ def main(N=64, C=16, H=14, F=32, K=5, P=2):
     _report("dW GEMM  dout @ cols.T", median_ms(lambda: dout_mat @ cols.T), flops)
     _report("dcols GEMM  W.T @ dout", median_ms(lambda: w_mat.T @ dout_mat), flops)
     _report("col2im", median_ms(lambda: conv_module.col2im(dcols, N, C, H, H, K, K, *geo, np.empty_like(x))))
+    print(f"  {'':<44} (each GEMM above is numpy's @ on its own, on BLAS's threads)")
+    _, im2col_cache = conv_module.conv2d_forward_im2col(x, w, b, (1, 1), (P,) * 4)
+    _report("whole forward (conv2d_forward_im2col)",
+            median_ms(lambda: conv_module.conv2d_forward_im2col(x, w, b, (1, 1), (P,) * 4)), flops,
+            median_ms(lambda: TF.conv2d(xt, wt, padding=P)))
+    _report("whole backward (conv2d_backward_im2col)",
+            median_ms(lambda: conv_module.conv2d_backward_im2col(dout, im2col_cache)), 2 * flops,
+            torch_input_grad + torch_weight_grad)
+    print(f"  {'':<44} (torch: its input and weight gradients above, added)")
 
 
 if __name__ == "__main__":
