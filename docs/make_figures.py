@@ -3,7 +3,8 @@
     python docs/make_figures.py [--out docs/figures]        (or: make figures)
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
-``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), and is also
+``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), except the
+benchmark history's, read from the frozen runs in ``benchmarks/results/earlier/``; each is also
 written to ``figures.json``: the test suite runs this script into a temporary folder and compares
 that file with the committed one, so a kernel change that alters a figure fails CI until the figures
 are regenerated (``make figures``).
@@ -425,6 +426,53 @@ def extending_figure(out_dir, numbers):
     numbers["extending"] = dict(maxpool_dx=max_dx.tolist(), avgpool_dx=(counts[0, 0] / 4).tolist())
 
 
+# The whole runs of `make bench` on the AMD EPYC of family 25 kept in benchmarks/results/earlier/, in
+# the order they ran, each named by the convolution (or the change) it measured.
+HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
+                ("gathered rows", "amd-epyc-avx512-2026-11-rows"),
+                ("tiles (session 4)", "amd-epyc-avx512-2026-11-tiles"),
+                ("Linear split", "amd-epyc-avx512-2026-11-linear-split"),
+                ("pixel passes (6)", "amd-epyc-avx512-2026-11-pixel-passes"),
+                ("row tiles (7)", "amd-epyc-avx512-2026-11-row-tiles"),
+                ("image tiles (8)", "amd-epyc-avx512-2026-11-image-tiles"),
+                ("along rows (9)", "amd-epyc-avx512-2026-11-along-rows"),
+                ("session 10 kernels (11)", "amd-epyc-family25-avx512-2026-12-session-10-kernels"),
+                ("session 12", "amd-epyc-family25-avx512-2026-12-session-12")]
+
+
+def _median_ratio(rows, kind, name, phase, batch=64):
+    """minicnn / torch of the one row of a results.json's ``rows`` with these fields (``name`` whole, or
+    its first words: "Conv2d 16->32" is the row "Conv2d 16->32 5x5 p2 in 16x14x14")."""
+    row, = (r for r in rows if (r["kind"], r["phase"], r["batch"]) == (kind, phase, batch)
+            and (r["name"] == name or r["name"].startswith(name + " ")))
+    return row["minicnn"]["median"] / row["torch"]["median"]
+
+
+def benchmark_history_figure(out_dir, numbers):
+    """The issue's targets run by run on one CPU: training steps and article's 16->32 convolution at batch 64."""
+    earlier = HERE.parent / "benchmarks" / "results" / "earlier"
+    runs = [json.loads((earlier / f"{stem}.json").read_text())["rows"] for _, stem in HISTORY_RUNS]
+    series = {"train": {m: [_median_ratio(r, "model", m, "train step") for r in runs]
+                        for m in ("article", "notebook", "notebook-bn")},
+              "conv": {p: [_median_ratio(r, "layer", "Conv2d 16->32", p) for r in runs] for p in ("forward", "backward")}}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
+    steps = range(len(runs))
+    panels = ((axes[0], "train", 1.0, "training step, batch 64"),
+              (axes[1], "conv", 1.2, "article's Conv2d 16→32, batch 64"))
+    for ax, key, target, title in panels:
+        for color, (label, values) in zip(COLORS, series[key].items()):
+            ax.plot(steps, values, marker="o", color=color, label=label)
+        ax.axhline(target, color="#555555", ls="--", lw=1)
+        ax.text(len(runs) - 1, target, f"target {target:g}", ha="right", va="bottom", fontsize=9, color="#555555")
+        ax.set(title=title, ylabel="minicnn / torch (below 1: minicnn faster)", ylim=(0, 3.2))
+        ax.legend(loc="upper right", fontsize=9)
+        ax.set_xticks(list(steps), [label for label, _ in HISTORY_RUNS], rotation=40, ha="right", fontsize=8)
+    fig.suptitle("AMD EPYC family 25 (Zen 4, AVX-512), 2 cores: each whole make bench run kept, in order")
+    fig.tight_layout()
+    save(fig, out_dir / "benchmark_history.png")
+    numbers["benchmark_history"] = dict(runs=[label for label, _ in HISTORY_RUNS], **series)
+
+
 def _rounded(value, places=9):
     """Floats to ``places`` decimals: the last bits of exp() or of a BLAS sum may differ between CPUs."""
     if isinstance(value, float):
@@ -437,7 +485,8 @@ def _rounded(value, places=9):
 
 
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
-           maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure]
+           maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure,
+           benchmark_history_figure]
 
 
 def main(argv=None):
