@@ -9,6 +9,9 @@ import numpy as np
 from numba import prange
 
 from ..runtime import parallel_kernel
+from . import checks
+
+ANY_NDIM = range(0, 33)
 
 
 # ---------------------------------------------------------------------------
@@ -36,6 +39,7 @@ class ReLUCache(NamedTuple):
 
 def relu_forward(x):
     """``out = max(x, 0)``, any shape (0-d too). Returns ``(out, ReLUCache)``."""
+    checks.float_array("relu_forward", "x", x, ANY_NDIM, "(any shape)")
     out = np.empty_like(x)
     relu_forward_kernel.for_work(x.size)(x.reshape(-1), out.reshape(-1))
     return out, ReLUCache(out)
@@ -50,6 +54,7 @@ def relu_backward(dout, cache):
     torch uses 0, and so do we (``out > 0`` is the same test as ``x > 0``).
     """
     out = cache.out
+    checks.gradient("relu_backward", dout, out.shape)
     dx = np.empty_like(out)
     relu_backward_kernel.for_work(dx.size)(np.ascontiguousarray(dout, dtype=out.dtype).reshape(-1), out.reshape(-1), dx.reshape(-1))
     return dx
@@ -112,14 +117,19 @@ class LogSoftmaxCache(NamedTuple):
     out_rows: np.ndarray    # (R, K): log-softmax with axis ``dim`` moved last
     dim: int
     moved_shape: tuple      # the output's shape with axis ``dim`` moved last
+    x_shape: tuple          # the input's (and the output's) shape
 
 
 def log_softmax_forward(x, dim=1):
     """``log(softmax(x))`` along ``dim``, computed stably. Returns ``(out, cache)``."""
+    checks.float_array("log_softmax_forward", "x", x, range(1, 33), "(at least 1-D)")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"log_softmax_forward: dim must be an int in [{-x.ndim}, {x.ndim}) for x of shape {x.shape}, "
+                         f"got {dim!r}")
     rows, moved_shape = _rows(x, dim)
     out = np.empty_like(rows)
     log_softmax_forward_kernel.for_work(rows.size)(rows, out)
-    return _unmoved(out, moved_shape, dim), LogSoftmaxCache(out, dim, moved_shape)
+    return _unmoved(out, moved_shape, dim), LogSoftmaxCache(out, dim, moved_shape, x.shape)
 
 
 def log_softmax_backward(dout, cache):
@@ -131,6 +141,7 @@ def log_softmax_backward(dout, cache):
     dx_i = sum_k dout_k (delta_ki - softmax_i) = dout_i - softmax_i * sum_k dout_k.
     """
     out, dim, moved_shape = cache.out_rows, cache.dim, cache.moved_shape
+    checks.gradient("log_softmax_backward", dout, cache.x_shape)
     drows, _ = _rows(np.asarray(dout, dtype=out.dtype), dim)
     dx = np.empty_like(out)
     log_softmax_backward_kernel.for_work(drows.size)(drows, out, dx)
@@ -159,6 +170,9 @@ def dropout_forward(x, p, rng):
     Returns ``(out, cache)``; the cache is the keep mask and the scale.
     ``p = 1`` zeroes everything, as torch does.
     """
+    checks.float_array("dropout_forward", "x", x, ANY_NDIM, "(any shape)")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) or not 0 <= p <= 1:
+        raise ValueError(f"dropout_forward: p must be a probability in [0, 1], got {p!r}")
     keep = rng.random(x.shape) >= p
     scale = 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
     out = np.empty_like(x)
@@ -168,6 +182,7 @@ def dropout_forward(x, p, rng):
 
 def dropout_backward(dout, cache):
     """``dx = dout * keep / (1 - p)``: the same mask and scale as the forward."""
+    checks.gradient("dropout_backward", dout, cache.keep.shape)
     dx = np.empty(np.shape(dout), dtype=np.asarray(dout).dtype)  # (np.ascontiguousarray would make 0-d 1-D)
     scale_by_mask_kernel.for_work(dx.size)(np.ascontiguousarray(dout).reshape(-1), cache.keep.reshape(-1), cache.scale, dx.reshape(-1))
     return dx

@@ -51,6 +51,7 @@ from .fast_conv import (
     row_vectors,
     tile_shape,
 )
+from . import checks
 from .gemm import matmul
 from .simd import VECTOR_BYTES
 
@@ -311,13 +312,58 @@ def conv2d_geometry(x_shape, w_shape, stride=(1, 1), padding=(0, 0, 0, 0), dilat
     return ConvGeometry(stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out_h, out_w)
 
 
+_ACCEPTED = set()  # keys (_call_key) of the convolutions checked and found valid
+
+
+def _call_key(x, w, b, stride, padding, dilation, groups):
+    """What the checks of a convolution depend on, or None when x, w or b is no ndarray."""
+    if type(x) is not np.ndarray or type(w) is not np.ndarray or (b is not None and type(b) is not np.ndarray):
+        return None
+    return (x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype), stride, padding, dilation,
+            groups)
+
+
+def checked_geometry(function, x, w, b, stride, padding, dilation, groups):
+    """The ``ConvGeometry`` of a convolution of ``x`` by ``w`` (and ``b``), once every argument of the
+    public ``function`` agrees with the others (``checks``); otherwise a ValueError or TypeError
+    naming the argument."""
+    key = _call_key(x, w, b, stride, padding, dilation, groups)
+    if not checks.accepted(_ACCEPTED, key):
+        _check_arguments(function, x, w, b, stride, padding, dilation, groups)
+        checks.accept(_ACCEPTED, key)
+    return conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+
+
+def _check_arguments(function, x, w, b, stride, padding, dilation, groups):
+    checks.float_array(function, "x", x, 4, "(N, C, H, W)")
+    checks.float_array(function, "w", w, 4, "(F, C // groups, KH, KW)", like=("x", x))
+    checks.int_tuple(function, "stride", stride, 2, 1, "(height, width)")
+    checks.int_tuple(function, "padding", padding, 4, 0, "(top, bottom, left, right)")
+    checks.int_tuple(function, "dilation", dilation, 2, 1, "(height, width)")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1 or w.shape[0] % groups:
+        raise ValueError(f"{function}: groups must be a positive int dividing w's {w.shape[0]} filters "
+                         f"(w of shape {w.shape}), got {groups!r}")
+    if x.shape[1] != w.shape[1] * groups:
+        raise ValueError(f"{function}: w of shape {w.shape} with groups={groups} needs x with "
+                         f"{w.shape[1] * groups} channels (N, C, H, W), got x of shape {x.shape}")
+    if b is not None:
+        checks.float_array(function, "b", b, 1, "(F,)", like=("x", x))
+        checks.shape(function, "b", b, (w.shape[0],), "one entry per filter of w, shape")
+    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    if geo.out_h < 1 or geo.out_w < 1:
+        padded = (x.shape[2] + padding[0] + padding[1], x.shape[3] + padding[2] + padding[3])
+        extent = (dilation[0] * (w.shape[2] - 1) + 1, dilation[1] * (w.shape[3] - 1) + 1)
+        raise ValueError(f"{function}: the kernel (extent dilation*(k-1)+1 = {extent}, w of shape {w.shape}) is "
+                         f"larger than the padded input {padded} of x of shape {x.shape}")
+
+
 def _bias(b, F, dtype):
     return np.zeros(F, dtype=dtype) if b is None else b
 
 
 def conv2d_forward_naive(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """Direct-loop convolution. Same arguments and results as ``conv2d_forward``; the cache is a ``ConvNaiveCache``."""
-    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    geo = checked_geometry("conv2d_forward_naive", x, w, b, stride, padding, dilation, groups)
     out = np.empty((x.shape[0], w.shape[0], geo.out_h, geo.out_w), dtype=x.dtype)
     conv2d_naive_forward_kernel(x, w, _bias(b, w.shape[0], x.dtype), *geo[:6], groups, out)
     return out, ConvNaiveCache(x, w, b is not None, geo, groups)
@@ -326,6 +372,7 @@ def conv2d_forward_naive(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dila
 def conv2d_backward_naive(dout, cache, input_grad=True):
     """Direct-loop backward. Returns ``(dx, dw, db)`` as ``conv2d_backward`` does (the loops compute dx anyway)."""
     x, w = cache.x, cache.w
+    checks.gradient("conv2d_backward_naive", dout, (x.shape[0], w.shape[0], cache.geometry.out_h, cache.geometry.out_w))
     dx, dw = np.zeros_like(x), np.zeros_like(w)
     db = np.zeros(w.shape[0], dtype=x.dtype)
     conv2d_naive_backward_kernel(np.ascontiguousarray(dout, dtype=x.dtype), x, w, *cache.geometry[:6],
@@ -375,9 +422,9 @@ def conv2d_forward_im2col(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dil
     Only one chunk's ``cols`` exists at a time (``COLS_CHUNK_ELEMENTS``), in the forward and in the
     backward, which unfolds the input again rather than keeping it unfolded.
     """
+    geo = checked_geometry("conv2d_forward_im2col", x, w, b, stride, padding, dilation, groups)
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
     P = geo.out_h * geo.out_w
     w_mat, bias = w.reshape(F, Cg * KH * KW), _bias(b, F, x.dtype)
     out = np.empty((N, F, P), dtype=x.dtype)
@@ -399,6 +446,7 @@ def conv2d_backward_im2col(dout, cache, input_grad=True):
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
+    checks.gradient("conv2d_backward_im2col", dout, (N, F, geo.out_h, geo.out_w))
     P = geo.out_h * geo.out_w
     dout_mat = np.empty((F, N * P), dtype=w.dtype)
     db = np.empty(F, dtype=w.dtype)
@@ -573,9 +621,9 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
       (or 7 x 32; AVX-512, float32) of sums in registers while it runs over every tap:
       ``acc[p, f:f+16] += xp[base(p) + offset(t)] * w[t, f:f+16]``, a broadcast times a vector.
     """
+    geo = checked_geometry("conv2d_forward", x, w, b, stride, padding, dilation, groups)
     N = x.shape[0]
     F = w.shape[0]
-    geo = conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
     out = np.empty((N, F, geo.out_h, geo.out_w), dtype=x.dtype)
     if out.size:
         _convolve(x, w, groups, _bias(b, F, x.dtype), (geo.stride_h, geo.stride_w), (geo.pad_top, geo.pad_left),
@@ -601,7 +649,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
     F, Cg, KH, KW = w.shape
-    dout = np.ascontiguousarray(dout, dtype=w.dtype).reshape(N, F, geo.out_h, geo.out_w)
+    checks.gradient("conv2d_backward", dout, (N, F, geo.out_h, geo.out_w))
+    dout = np.ascontiguousarray(dout, dtype=w.dtype)
     dx = np.zeros((N, C, H, W), dtype=w.dtype) if input_grad else None
     if N and geo.out_h * geo.out_w and input_grad:
         _convolve(dout, w, groups, np.zeros(C, w.dtype), (1, 1),

@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..runtime import parallel_kernel
+from . import checks
 from .gemm import matmul
 
 
@@ -21,12 +22,32 @@ class LinearCache(NamedTuple):
     has_bias: bool
 
 
+_ACCEPTED = set()  # (x, w, b as (shape, dtype)) of the calls checked and found valid
+
+
 def linear_forward(x, w, b=None):
-    """``y = x @ w.T + b``. Returns ``(y, cache)``."""
+    """``y = x @ w.T + b`` for x (N, in), w (out, in), b (out,) or None. Returns ``(y, cache)``."""
+    key = None
+    if type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray):
+        key = (x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype))
+    if not checks.accepted(_ACCEPTED, key):
+        _check_arguments(x, w, b)
+        checks.accept(_ACCEPTED, key)
     y = matmul(x, w.T)
     if b is not None:
         y += b
     return y, LinearCache(x, w, b is not None)
+
+
+def _check_arguments(x, w, b):
+    checks.float_array("linear_forward", "x", x, 2, "(N, in_features)")
+    checks.float_array("linear_forward", "w", w, 2, "(out_features, in_features)", like=("x", x))
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"linear_forward: w of shape {w.shape} needs x with {w.shape[1]} features (N, in_features), "
+                         f"got x of shape {x.shape}")
+    if b is not None:
+        checks.float_array("linear_forward", "b", b, 1, "(out_features,)", like=("x", x))
+        checks.shape("linear_forward", "b", b, (w.shape[0],), "one entry per row of w, shape")
 
 
 def linear_backward(dout, cache, dw_into=None):
@@ -44,6 +65,10 @@ def linear_backward(dout, cache, dw_into=None):
     ``dw_into += np.multiply.outer(...)`` rounds it: notebook's 2000->500 backward at batch 1 wrote
     a 4 MB product, then read it again to add it.
     """
+    checks.gradient("linear_backward", dout, (cache.x.shape[0], cache.w.shape[0]))
+    if dw_into is not None:
+        checks.float_array("linear_backward", "dw_into", dw_into, 2, "(out_features, in_features)", like=("w", cache.w))
+        checks.shape("linear_backward", "dw_into", dw_into, cache.w.shape, "w's shape")
     dout = np.ascontiguousarray(dout, dtype=cache.w.dtype)
     x = cache.x
     db = dout.sum(axis=0) if cache.has_bias else None

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from . import checks
 from .activation import LogSoftmaxCache, log_softmax_backward, log_softmax_forward
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -42,14 +43,19 @@ REDUCTIONS = ("mean", "sum", "none")
 # Kernels on rows (M, C)
 # ---------------------------------------------------------------------------
 def _nll_forward_kernel(logp, target, weight, ignore_index, losses, target_weight):
+    """losses[i] = -w[t_i] * logp[i, t_i]. Returns -1, or the first row whose target is no class (its
+    loss is then not computed: the caller raises)."""
     for i in range(logp.shape[0]):
         t = target[i]
         if t == ignore_index:
             losses[i] = 0
             target_weight[i] = 0
+        elif t < 0 or t >= logp.shape[1]:
+            return i
         else:
             target_weight[i] = weight[t]
             losses[i] = -weight[t] * logp[i, t]
+    return -1
 
 
 def _nll_backward_kernel(grad_per_sample, target, target_weight, ignore_index, dlogp):
@@ -84,6 +90,44 @@ def from_rows(rows, shape):
         return rows.reshape(shape)
     moved = (shape[0], *shape[2:], shape[1])
     return np.moveaxis(rows.reshape(moved), -1, 1)
+
+
+_ACCEPTED = set()  # _call_key of the loss calls checked and found valid (target ranges are checked every call)
+
+
+def _call_key(function, x, target, weight, reduction, label_smoothing=0.0):
+    """What the checks of a loss call depend on, or None when an array argument is no ndarray."""
+    if type(x) is not np.ndarray or type(target) is not np.ndarray or (weight is not None and type(weight) is not np.ndarray):
+        return None
+    return (function, x.shape, x.dtype, target.shape, target.dtype, None if weight is None else (weight.shape, weight.dtype),
+            reduction, label_smoothing)
+
+
+def _check_input(function, name, x, weight, reduction):
+    """The loss input ``x`` (N, C, d1..dK) or (C,), class ``weight`` (C,) or None, and ``reduction``.
+    Returns the samples' shape (``x``'s without the class axis)."""
+    checks.float_array(function, name, x, range(1, 33), "(N, C, d1, ..., dK) or (C,)")
+    class_axis = 0 if x.ndim == 1 else 1
+    if weight is not None:
+        checks.float_array(function, "weight", weight, 1, "(C,)", like=(name, x))
+        checks.shape(function, "weight", weight, (x.shape[class_axis],), f"one entry per class of {name} {x.shape}, shape")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{function}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+    return x.shape[:class_axis] + x.shape[class_axis + 1:]
+
+
+def _check_class_indices(function, name, x, target, sample_shape):
+    if not isinstance(target, np.ndarray) or target.dtype.kind not in "iu":
+        raise TypeError(f"{function}: target must be an integer ndarray of class indices of shape {sample_shape}, "
+                        f"got {getattr(target, 'dtype', type(target).__name__)}")
+    checks.shape(function, "target", target, sample_shape, f"the samples' shape of {name} {x.shape},")
+
+
+def _check_dloss(function, dloss, reduction, sample_shape):
+    expected = sample_shape if reduction == "none" else ()
+    if np.shape(dloss) != expected:
+        raise ValueError(f"{function}: dloss must have the loss's shape {expected} (reduction={reduction!r}), "
+                         f"got {np.shape(dloss)}")
 
 
 def _reduce(losses, denominator, reduction, sample_shape):
@@ -121,20 +165,33 @@ class NLLCache(NamedTuple):
 
 
 def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
-    """NLL loss. ``target`` must already be validated (int64, in range, the samples' shape).
+    """NLL loss of log-probabilities ``logp`` for class indices ``target`` (an integer array of the
+    samples' shape, each a class or ``ignore_index``).
 
     Returns
     -------
     loss : 0-d ndarray for 'mean'/'sum', the target's shape for 'none'
     cache : NLLCache for ``nll_backward``
     """
+    key = _call_key("nll_forward", logp, target, weight, reduction)
+    if not checks.accepted(_ACCEPTED, key):
+        _check_class_indices("nll_forward", "logp", logp, target, _check_input("nll_forward", "logp", logp, weight, reduction))
+        checks.accept(_ACCEPTED, key)
+    return _nll_forward("nll_forward", logp, target, weight, ignore_index, reduction)
+
+
+def _nll_forward(function, logp, target, weight, ignore_index, reduction):
+    """``nll_forward`` once its arguments are checked, but for the range of the targets (checked here)."""
     rows = to_rows(logp)
     M, C = rows.shape
     weight = np.ones(C, dtype=logp.dtype) if weight is None else weight
     flat_target = np.ascontiguousarray(target, dtype=np.int64).reshape(M)
     losses = np.empty(M, dtype=logp.dtype)
     target_weight = np.empty(M, dtype=logp.dtype)
-    nll_forward_kernel(rows, flat_target, weight, ignore_index, losses, target_weight)
+    bad = nll_forward_kernel(rows, flat_target, weight, ignore_index, losses, target_weight)
+    if bad >= 0:
+        raise ValueError(f"{function}: target {flat_target[bad]} (sample {bad} of {M}) is out of range for {C} classes "
+                         f"(valid: 0 to {C - 1}, or ignore_index={ignore_index})")
     loss = _reduce(losses, target_weight.sum(), reduction, np.shape(target))
     cache = NLLCache(flat_target, target_weight, ignore_index, reduction, logp.shape, np.shape(target))
     return np.asarray(loss, dtype=logp.dtype), cache
@@ -149,6 +206,7 @@ def nll_backward(dloss, cache):
     term is further divided by ``sum_i w[t_i]``; for 'none' ``dloss`` has the
     samples' shape. K extra dimensions change nothing: each position is a sample.
     """
+    _check_dloss("nll_backward", dloss, cache.reduction, cache.sample_shape)
     target_weight = cache.target_weight
     M = target_weight.shape[0]
     per_sample = _per_sample(dloss, target_weight.sum(), cache.reduction, M, target_weight.dtype)
@@ -172,19 +230,33 @@ class CrossEntropyCache(NamedTuple):
     input_shape: tuple          # the logits' shape
 
 
+def _check_cross_entropy(logits, target, weight, reduction, label_smoothing):
+    sample_shape = _check_input("cross_entropy_forward", "logits", logits, weight, reduction)
+    if isinstance(target, np.ndarray) and target.dtype.kind == "f":
+        checks.shape("cross_entropy_forward", "target", target, logits.shape, "(class probabilities) the logits' shape")
+    else:
+        _check_class_indices("cross_entropy_forward", "logits", logits, target, sample_shape)
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy_forward: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+
+
 def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
     """``nll(log_softmax(logits))`` along the class axis, with label smoothing or probability targets.
 
     ``target`` holds class indices (int, the samples' shape) or class probabilities (float, the
     logits' shape). Returns ``(loss, CrossEntropyCache)``.
     """
+    key = _call_key("cross_entropy_forward", logits, target, weight, reduction, label_smoothing)
+    if not checks.accepted(_ACCEPTED, key):
+        _check_cross_entropy(logits, target, weight, reduction, label_smoothing)
+        checks.accept(_ACCEPTED, key)
     class_axis = 0 if logits.ndim == 1 else 1
     C = logits.shape[class_axis]
     logp, softmax_cache = log_softmax_forward(logits, dim=class_axis)
     weights = np.ones(C, dtype=logits.dtype) if weight is None else weight
     rows = to_rows(logp)
     sample_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1:]
-    if np.issubdtype(target.dtype, np.floating):  # class probabilities
+    if target.dtype.kind == "f":  # class probabilities
         y = to_rows(target.astype(logits.dtype, copy=False))
         if label_smoothing > 0:
             y = y * (1 - label_smoothing) + label_smoothing / C
@@ -192,7 +264,7 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduct
         loss = _reduce(losses, rows.shape[0], reduction, sample_shape)
         cache = CrossEntropyCache(softmax_cache, None, label_smoothing, weights, y, None, reduction, logits.shape)
         return np.asarray(loss, dtype=logits.dtype), cache
-    nll, nll_cache = nll_forward(logp, target, weight, ignore_index, reduction)
+    nll, nll_cache = _nll_forward("cross_entropy_forward", logp, target, weight, ignore_index, reduction)
     ignored = nll_cache.target == ignore_index
     if label_smoothing > 0:
         smooth = -(rows * weights).sum(axis=1)
@@ -219,6 +291,9 @@ def cross_entropy_backward(dloss, cache):
     and ``log_softmax_backward`` turns that into ``dx = dlogp - softmax * sum_c dlogp``. Unweighted
     and unsmoothed, this is the familiar ``(softmax - onehot) * g``.
     """
+    class_axis = 0 if len(cache.input_shape) == 1 else 1
+    _check_dloss("cross_entropy_backward", dloss, cache.reduction,
+                 cache.input_shape[:class_axis] + cache.input_shape[class_axis + 1:])
     dtype = cache.weight.dtype
     if cache.probabilities is not None:
         y = cache.probabilities

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..runtime import parallel_kernel
+from . import checks
 
 # Channels a worker of the one-value-per-sample kernels (BatchNorm1d on (N, C)) takes at a time:
 # it walks its block row by row, so its loads are contiguous and the sums vectorize across channels.
@@ -193,6 +194,36 @@ class BatchNormCache(NamedTuple):
     x_shape: tuple          # the input's shape, (N, C, *)
 
 
+_ACCEPTED = set()  # _call_key of the forwards checked and found valid
+
+
+def _call_key(x, gamma, beta, running_mean, running_var, batch_stats):
+    """What the checks depend on: the arrays as (shape, dtype) (running statistics may be None), and
+    batch_stats; None when an argument is not an ndarray."""
+    if type(x) is not np.ndarray or type(gamma) is not np.ndarray or type(beta) is not np.ndarray:
+        return None
+    if ((running_mean is not None and type(running_mean) is not np.ndarray)
+            or (running_var is not None and type(running_var) is not np.ndarray)):
+        return None
+    return (x.shape, x.dtype, gamma.shape, gamma.dtype, beta.shape, beta.dtype,
+            None if running_mean is None else (running_mean.shape, running_mean.dtype),
+            None if running_var is None else (running_var.shape, running_var.dtype), batch_stats)
+
+
+def _check_arguments(x, gamma, beta, running_mean, running_var, batch_stats):
+    checks.float_array("batchnorm_forward", "x", x, range(2, 33), "(N, C, *)")
+    C = x.shape[1]
+    for name, value in (("gamma", gamma), ("beta", beta)):
+        checks.float_array("batchnorm_forward", name, value, 1, "(C,)", like=("x", x))
+        checks.shape("batchnorm_forward", name, value, (C,), f"one entry per channel of x {x.shape}, shape")
+    for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+        if value is None and not batch_stats:
+            raise ValueError(f"batchnorm_forward: batch_stats=False normalizes with {name}, got None")
+        if value is not None:
+            checks.float_array("batchnorm_forward", name, value, 1, "(C,)")
+            checks.shape("batchnorm_forward", name, value, (C,), f"one entry per channel of x {x.shape}, shape")
+
+
 def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
                       running_mean=None, running_var=None, momentum=0.1):
     """Batch norm of ``x`` over every axis but 1.
@@ -216,6 +247,10 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
     out : ndarray of x's shape
     cache : BatchNormCache for ``batchnorm_backward``
     """
+    key = _call_key(x, gamma, beta, running_mean, running_var, batch_stats)
+    if not checks.accepted(_ACCEPTED, key):
+        _check_arguments(x, gamma, beta, running_mean, running_var, batch_stats)
+        checks.accept(_ACCEPTED, key)
     N, C = x.shape[0], x.shape[1]
     x3 = np.ascontiguousarray(x).reshape(N, C, int(np.prod(x.shape[2:], dtype=np.int64)))
     rows = x3.shape[2] == 1  # one value per channel and sample: kernels that walk rows
@@ -262,6 +297,7 @@ def batchnorm_backward(dout, cache):
     component along ``xhat`` projected out, because shifting every x_i, or
     scaling every x_i - mean, leaves xhat unchanged.
     """
+    checks.gradient("batchnorm_backward", dout, cache.x_shape)
     x3, shape = cache.x, cache.x_shape
     C = shape[1]
     dout3 = np.ascontiguousarray(dout, dtype=x3.dtype).reshape(x3.shape)

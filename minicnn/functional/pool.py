@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..runtime import parallel_kernel
+from . import checks
 
 
 def maxpool2d_output_size(size, kernel, stride, padding, dilation, ceil_mode):
@@ -239,6 +240,7 @@ class PoolNaiveCache(NamedTuple):
     stride: tuple           # (stride_h, stride_w)
     padding: tuple          # (pad_top, pad_left): the same padding on the opposite sides
     dilation: tuple         # (dil_h, dil_w)
+    out_shape: tuple        # (N, C, OH, OW): the output's shape, which dout must have
 
 
 class PoolCache(NamedTuple):
@@ -255,6 +257,33 @@ def maxpool2d_output_shape(x_shape, kernel, stride, padding=(0, 0), dilation=(1,
         for a in range(2))
 
 
+_ACCEPTED = set()  # (x's shape and dtype, kernel, stride, padding, dilation, ceil_mode) checked and valid
+
+
+def checked_output_shape(function, x, kernel, stride, padding, dilation, ceil_mode):
+    """The output shape of max-pooling ``x``, once the arguments of the public ``function`` are valid
+    (``checks``); otherwise a ValueError or TypeError naming the argument."""
+    key = (x.shape, x.dtype, kernel, stride, padding, dilation, ceil_mode) if type(x) is np.ndarray else None
+    if not checks.accepted(_ACCEPTED, key):
+        _check_arguments(function, x, kernel, stride, padding, dilation, ceil_mode)
+        checks.accept(_ACCEPTED, key)
+    return maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
+
+
+def _check_arguments(function, x, kernel, stride, padding, dilation, ceil_mode):
+    checks.float_array(function, "x", x, 4, "(N, C, H, W)")
+    checks.int_tuple(function, "kernel", kernel, 2, 1, "(height, width)")
+    checks.int_tuple(function, "stride", stride, 2, 1, "(height, width)")
+    checks.int_tuple(function, "padding", padding, 2, 0, "(height, width)")
+    checks.int_tuple(function, "dilation", dilation, 2, 1, "(height, width)")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{function}: padding must be at most half of kernel {tuple(kernel)}, got padding={tuple(padding)}")
+    shape = maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
+    if shape[2] < 1 or shape[3] < 1:
+        raise ValueError(f"{function}: x of shape {x.shape} is too small for kernel {tuple(kernel)}, padding "
+                         f"{tuple(padding)} and dilation {tuple(dilation)}: the output would be {shape}")
+
+
 def _geometry_args(kernel, stride, padding, dilation):
     """The kernels' scalar arguments: kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w."""
     return (*kernel, *stride, *padding, *dilation)
@@ -262,13 +291,15 @@ def _geometry_args(kernel, stride, padding, dilation):
 
 def maxpool2d_forward_naive(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
     """Direct-loop max-pool. Same arguments and results as ``maxpool2d_forward``; the cache is a ``PoolNaiveCache``."""
-    out = np.empty(maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode), dtype=x.dtype)
+    out = np.empty(checked_output_shape("maxpool2d_forward_naive", x, kernel, stride, padding, dilation, ceil_mode),
+                   dtype=x.dtype)
     maxpool2d_naive_forward_kernel(x, *_geometry_args(kernel, stride, padding, dilation), out)
-    return out, PoolNaiveCache(x, kernel, stride, padding, dilation)
+    return out, PoolNaiveCache(x, kernel, stride, padding, dilation, out.shape)
 
 
 def maxpool2d_backward_naive(dout, cache):
     """Direct-loop backward; re-finds each window's winner. Returns dx."""
+    checks.gradient("maxpool2d_backward_naive", dout, cache.out_shape)
     dx = np.zeros_like(cache.x)
     maxpool2d_naive_backward_kernel(np.ascontiguousarray(dout, dtype=cache.x.dtype), cache.x,
                                     *_geometry_args(cache.kernel, cache.stride, cache.padding, cache.dilation), dx)
@@ -294,7 +325,7 @@ def maxpool2d_forward(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_m
     -----
     ``dx[n, c].flat[indices[n, c, oh, ow]] += dout[n, c, oh, ow]``.
     """
-    shape = maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
+    shape = checked_output_shape("maxpool2d_forward", x, kernel, stride, padding, dilation, ceil_mode)
     out = np.empty(shape, dtype=x.dtype)
     indices = np.empty(shape, dtype=np.int64)
     work = out.size * kernel[0] * kernel[1]
@@ -304,6 +335,7 @@ def maxpool2d_forward(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_m
 
 def maxpool2d_backward(dout, cache):
     """Scatter-add ``dout`` to the recorded winners. Returns dx of the input's shape."""
+    checks.gradient("maxpool2d_backward", dout, cache.indices.shape)
     dx = np.empty(cache.x_shape, dtype=cache.dtype)
     maxpool2d_backward_kernel.for_work(dx.size)(np.ascontiguousarray(dout, dtype=cache.dtype), cache.indices, dx)
     return dx
