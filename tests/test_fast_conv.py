@@ -314,3 +314,46 @@ def test_row_tap_ranges_leave_out_the_kernel_rows_that_read_only_padding():
     assert (ranges[:, 1] - ranges[:, 0]).sum() == 64 * 80
     strided = conv_module._row_tap_ranges(9, 1, 1, 3, 2, 2, 4, 1)
     assert strided.tolist() == [[2, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 1]]
+
+
+# Runs the seed models' convolutions and a strided, grouped one through the fast path, then lists the
+# functions of microkernels and fast_conv that each fast_conv kernel's compiled module still holds
+# besides itself and pad_image: a function LLVM kept there is called, not inlined.
+NOT_INLINED = r"""
+import json, re
+import numpy as np
+import minicnn as mc
+from minicnn.functional import fast_conv
+from minicnn.functional.conv import conv2d_backward, conv2d_forward
+mc.set_num_threads(1)
+rng = np.random.default_rng(0)
+for xs, ws, stride, pad in [((4, 1, 28, 28), (16, 1, 5, 5), (1, 1), (2,) * 4), ((4, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2,) * 4),
+                            ((4, 10, 12, 12), (20, 10, 3, 3), (1, 1), (0,) * 4), ((2, 4, 9, 8), (6, 4, 3, 3), (2, 1), (0, 1, 2, 1))]:
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    out, cache = conv2d_forward(x, w, None, stride, pad)
+    conv2d_backward(out, cache)
+called = {}
+for name in ("conv2d_rows_forward", "conv2d_rows_weight_grad", "conv2d_image_tiles_forward", "conv2d_tiles_forward",
+             "conv2d_tiles_weight_grad"):
+    kernel = getattr(fast_conv, name).serial
+    for sig in kernel.signatures:
+        functions = set(re.findall(r"^_ZN7minicnn10functional\d+(microkernels|fast_conv)\d+_?(\w+?)B\d", kernel.inspect_asm(sig), re.M))
+        called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (name + "_serial", "pad_image"))
+print(json.dumps(called))
+"""
+
+
+@pytest.mark.parametrize("cpu_name, features", [(None, None), ("znver3", AVX2_FEATURES), ("haswell", AVX2_FEATURES)],
+                         ids=["this-machine", "znver3-avx2", "haswell-avx2"])
+def test_every_tile_is_inlined_into_the_kernels_that_call_it(tmp_path, cpu_name, features):
+    """A tile called as a function pays for its arguments (a dozen arrays) at every tile. LLVM's inliner
+    decides by the CPU it compiles for (it left row_tile_4x3 as a call for znver3, not for haswell), so
+    Numba inlines the tiles (``inline="always"``); every kernel's module must then hold no tile."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    if cpu_name:
+        env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES=features)
+    result = subprocess.run([sys.executable, "-c", NOT_INLINED], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    called = json.loads(result.stdout)
+    assert len(called) >= 4 and all(functions == [] for functions in called.values()), called

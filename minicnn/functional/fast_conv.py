@@ -447,8 +447,9 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, OH, OW, xp, dw
 
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
-outer_tile = njit(cache=True)(_outer_tile)
-outer_row_tile = njit(cache=True)(_outer_row_tile)
+# The two dispatchers of the tiles are inlined by Numba, as the tiles are (make_microkernels._kernel says why).
+outer_tile = njit(cache=True, inline="always")(_outer_tile)
+outer_row_tile = njit(cache=True, inline="always")(_outer_row_tile)
 tile_size = njit(cache=True)(_tile_size)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
 conv2d_image_tiles_forward = parallel_kernel(_conv2d_image_tiles_forward)

@@ -122,7 +122,7 @@ def _outer_tile_14x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_tile_14x1 = njit(cache=True)(_outer_tile_14x1)
+outer_tile_14x1 = njit(cache=True, inline="always")(_outer_tile_14x1)
 
 
 def _outer_tile_7x2(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -163,7 +163,7 @@ def _outer_tile_7x2(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_tile_7x2 = njit(cache=True)(_outer_tile_7x2)
+outer_tile_7x2 = njit(cache=True, inline="always")(_outer_tile_7x2)
 
 
 def _outer_tile_8x1(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -208,7 +208,7 @@ def _outer_tile_8x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_tile_8x1 = njit(cache=True)(_outer_tile_8x1)
+outer_tile_8x1 = njit(cache=True, inline="always")(_outer_tile_8x1)
 
 
 def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -245,7 +245,7 @@ def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_tile_6x2 = njit(cache=True)(_outer_tile_6x2)
+outer_tile_6x2 = njit(cache=True, inline="always")(_outer_tile_6x2)
 
 
 def _outer_row_tile_14x1(x, base, varying, length, w, w_stride, w_col, tile):
@@ -313,7 +313,7 @@ def _outer_row_tile_14x1(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1 = njit(cache=True)(_outer_row_tile_14x1)
+outer_row_tile_14x1 = njit(cache=True, inline="always")(_outer_row_tile_14x1)
 
 
 def _outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile):
@@ -353,7 +353,7 @@ def _outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2 = njit(cache=True)(_outer_row_tile_7x2)
+outer_row_tile_7x2 = njit(cache=True, inline="always")(_outer_row_tile_7x2)
 
 
 def _outer_row_tile_8x1(x, base, varying, length, w, w_stride, w_col, tile):
@@ -397,7 +397,7 @@ def _outer_row_tile_8x1(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1 = njit(cache=True)(_outer_row_tile_8x1)
+outer_row_tile_8x1 = njit(cache=True, inline="always")(_outer_row_tile_8x1)
 
 
 def _outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile):
@@ -433,7 +433,7 @@ def _outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2 = njit(cache=True)(_outer_row_tile_6x2)
+outer_row_tile_6x2 = njit(cache=True, inline="always")(_outer_row_tile_6x2)
 
 
 def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
@@ -507,7 +507,7 @@ def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k3 = njit(cache=True)(_outer_row_tile_14x1_k3)
+outer_row_tile_14x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3)
 
 
 def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
@@ -587,7 +587,7 @@ def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k5 = njit(cache=True)(_outer_row_tile_14x1_k5)
+outer_row_tile_14x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5)
 
 
 def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
@@ -637,7 +637,7 @@ def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k3 = njit(cache=True)(_outer_row_tile_8x1_k3)
+outer_row_tile_8x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3)
 
 
 def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
@@ -693,7 +693,7 @@ def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k5 = njit(cache=True)(_outer_row_tile_8x1_k5)
+outer_row_tile_8x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5)
 
 
 def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
@@ -726,7 +726,7 @@ def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_
         store_first(out, d0 + 3 * plane, s3_0, c0); store_first(out, d1 + 3 * plane, s3_1, c1); store_first(out, d2 + 3 * plane, s3_2, c2); store_first(out, d3 + 3 * plane, s3_3, c3)
 
 
-row_tile_4x4 = njit(cache=True)(_row_tile_4x4)
+row_tile_4x4 = njit(cache=True, inline="always")(_row_tile_4x4)
 
 
 def _row_tile_4x3(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
@@ -759,7 +759,7 @@ def _row_tile_4x3(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_
         store_first(out, d0 + 3 * plane, s3_0, c0); store_first(out, d1 + 3 * plane, s3_1, c1); store_first(out, d2 + 3 * plane, s3_2, c2)
 
 
-row_tile_4x3 = njit(cache=True)(_row_tile_4x3)
+row_tile_4x3 = njit(cache=True, inline="always")(_row_tile_4x3)
 
 
 def _row_weight_tile_4x5(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
@@ -802,7 +802,7 @@ def _row_weight_tile_4x5(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
     store(acc, 15 * L, s3_0); store(acc, 16 * L, s3_1); store(acc, 17 * L, s3_2); store(acc, 18 * L, s3_3); store(acc, 19 * L, s3_4)
 
 
-row_weight_tile_4x5 = njit(cache=True)(_row_weight_tile_4x5)
+row_weight_tile_4x5 = njit(cache=True, inline="always")(_row_weight_tile_4x5)
 
 
 def _row_weight_tile_4x2(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
@@ -845,4 +845,4 @@ def _row_weight_tile_4x2(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
     store(acc, 6 * L, s3_0); store(acc, 7 * L, s3_1)
 
 
-row_weight_tile_4x2 = njit(cache=True)(_row_weight_tile_4x2)
+row_weight_tile_4x2 = njit(cache=True, inline="always")(_row_weight_tile_4x2)
