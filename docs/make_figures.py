@@ -438,7 +438,8 @@ HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
                 ("along rows (9)", "amd-epyc-avx512-2026-11-along-rows"),
                 ("session 10 kernels (11)", "amd-epyc-family25-avx512-2026-12-session-10-kernels"),
                 ("session 12", "amd-epyc-family25-avx512-2026-12-session-12"),
-                ("session 13", "amd-epyc-family25-avx512-2026-12-session-13")]
+                ("session 13", "amd-epyc-family25-avx512-2026-12-session-13-first"),
+                ("tiles inlined (13)", "amd-epyc-family25-avx512-2026-12-session-13")]
 
 
 def _median_ratio(rows, kind, name, phase, batch=64):
