@@ -179,7 +179,7 @@ def test_valid_calls_of_the_other_functions_still_compute():
 
 
 def test_a_remembered_valid_call_lets_no_other_call_through():
-    """Valid calls are remembered by their shapes, dtypes and arguments (``checks.accepted``): the same
+    """Valid calls are remembered by their shapes, dtypes and arguments (``checks.check_once``): the same
     x and w with a bias, stride or running statistics of another shape are still checked."""
     w, b = W.astype(f64), np.zeros(4)
     x = X.astype(f64)

@@ -10,8 +10,7 @@ from numba import prange
 
 from ..runtime import parallel_kernel
 from . import checks
-
-ANY_NDIM = range(0, 33)
+from .checks import ANY_NDIM
 
 
 # ---------------------------------------------------------------------------

@@ -8,34 +8,28 @@ got, in the layers' words (``nn/_checks.py``)::
 
     conv2d_forward: w of shape (4, 2, 3, 3) with groups=1 needs x with 2 channels (N, C, H, W), got x of shape (2, 3, 8, 8)
 
-A call whose shapes, dtypes and arguments were accepted before costs a set lookup (``accepted``):
+A call whose shapes, dtypes and arguments were accepted before costs a set lookup (``check_once``):
 a layer calls with the same ones at every step. ``tests/test_functional_errors.py`` runs every message.
 """
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FLOAT_CHARS = "fd"  # dtype.char of float32 and float64: a string test is faster than comparing dtypes
-_VALID_TUPLES = set()  # (value, length, minimum) already accepted by int_tuple: a layer passes the same ones
+ANY_NDIM = range(0, 33)  # every number of dimensions numpy allows
 MAX_REMEMBERED = 4096  # keys kept by each set of accepted arguments
 
 
-def accepted(remembered, key):
-    """Whether ``key`` (the shapes, dtypes and arguments of a call; None when they cannot be a key) was
-    checked and accepted before: a layer calls with the same ones at every step, and a set lookup
-    costs less than checking again."""
+def check_once(remembered, key, check, *args):
+    """Run ``check(*args)`` (which raises on bad arguments) unless ``key`` (the shapes, dtypes and
+    arguments of the call; None when they cannot make a key) passed before: a layer calls with the
+    same ones at every step, and a set lookup costs less than checking again."""
     try:
-        return key is not None and key in remembered
+        if key is not None and key in remembered:
+            return
     except TypeError:  # an unhashable argument (a list): checked every time
-        return False
-
-
-def accept(remembered, key):
-    """Remember ``key`` as checked and valid (up to MAX_REMEMBERED keys)."""
-    try:
-        if key is not None and len(remembered) < MAX_REMEMBERED:
-            remembered.add(key)
-    except TypeError:
-        pass
+        key = None
+    check(*args)
+    if key is not None and len(remembered) < MAX_REMEMBERED:
+        remembered.add(key)
 
 
 def float_array(function, name, a, ndim, layout, like=None):
@@ -58,14 +52,9 @@ def float_array(function, name, a, ndim, layout, like=None):
 def int_tuple(function, name, value, length, minimum, meaning):
     """``value`` must be a tuple or list of ``length`` ints, each at least ``minimum``; ``meaning`` names
     the entries for the message, e.g. "(top, bottom, left, right)"."""
-    key = (value, length, minimum) if type(value) is tuple else None
-    if key is not None and key in _VALID_TUPLES:
-        return value
     if (not isinstance(value, (tuple, list)) or len(value) != length
             or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= minimum for v in value)):
         raise ValueError(f"{function}: {name} must be {length} ints {meaning}, each at least {minimum}, got {value!r}")
-    if key is not None and len(_VALID_TUPLES) < 4096:
-        _VALID_TUPLES.add(key)
     return value
 
 

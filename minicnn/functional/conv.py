@@ -327,10 +327,8 @@ def checked_geometry(function, x, w, b, stride, padding, dilation, groups):
     """The ``ConvGeometry`` of a convolution of ``x`` by ``w`` (and ``b``), once every argument of the
     public ``function`` agrees with the others (``checks``); otherwise a ValueError or TypeError
     naming the argument."""
-    key = _call_key(x, w, b, stride, padding, dilation, groups)
-    if not checks.accepted(_ACCEPTED, key):
-        _check_arguments(function, x, w, b, stride, padding, dilation, groups)
-        checks.accept(_ACCEPTED, key)
+    checks.check_once(_ACCEPTED, _call_key(x, w, b, stride, padding, dilation, groups),
+                      _check_arguments, function, x, w, b, stride, padding, dilation, groups)
     return conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
 
 

@@ -123,6 +123,10 @@ def _check_class_indices(function, name, x, target, sample_shape):
     checks.shape(function, "target", target, sample_shape, f"the samples' shape of {name} {x.shape},")
 
 
+def _check_nll(logp, target, weight, reduction):
+    _check_class_indices("nll_forward", "logp", logp, target, _check_input("nll_forward", "logp", logp, weight, reduction))
+
+
 def _check_dloss(function, dloss, reduction, sample_shape):
     expected = sample_shape if reduction == "none" else ()
     if np.shape(dloss) != expected:
@@ -173,10 +177,8 @@ def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     loss : 0-d ndarray for 'mean'/'sum', the target's shape for 'none'
     cache : NLLCache for ``nll_backward``
     """
-    key = _call_key("nll_forward", logp, target, weight, reduction)
-    if not checks.accepted(_ACCEPTED, key):
-        _check_class_indices("nll_forward", "logp", logp, target, _check_input("nll_forward", "logp", logp, weight, reduction))
-        checks.accept(_ACCEPTED, key)
+    checks.check_once(_ACCEPTED, _call_key("nll_forward", logp, target, weight, reduction), _check_nll,
+                      logp, target, weight, reduction)
     return _nll_forward("nll_forward", logp, target, weight, ignore_index, reduction)
 
 
@@ -246,10 +248,8 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduct
     ``target`` holds class indices (int, the samples' shape) or class probabilities (float, the
     logits' shape). Returns ``(loss, CrossEntropyCache)``.
     """
-    key = _call_key("cross_entropy_forward", logits, target, weight, reduction, label_smoothing)
-    if not checks.accepted(_ACCEPTED, key):
-        _check_cross_entropy(logits, target, weight, reduction, label_smoothing)
-        checks.accept(_ACCEPTED, key)
+    checks.check_once(_ACCEPTED, _call_key("cross_entropy_forward", logits, target, weight, reduction, label_smoothing),
+                      _check_cross_entropy, logits, target, weight, reduction, label_smoothing)
     class_axis = 0 if logits.ndim == 1 else 1
     C = logits.shape[class_axis]
     logp, softmax_cache = log_softmax_forward(logits, dim=class_axis)

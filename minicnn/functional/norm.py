@@ -247,10 +247,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
     out : ndarray of x's shape
     cache : BatchNormCache for ``batchnorm_backward``
     """
-    key = _call_key(x, gamma, beta, running_mean, running_var, batch_stats)
-    if not checks.accepted(_ACCEPTED, key):
-        _check_arguments(x, gamma, beta, running_mean, running_var, batch_stats)
-        checks.accept(_ACCEPTED, key)
+    checks.check_once(_ACCEPTED, _call_key(x, gamma, beta, running_mean, running_var, batch_stats),
+                      _check_arguments, x, gamma, beta, running_mean, running_var, batch_stats)
     N, C = x.shape[0], x.shape[1]
     x3 = np.ascontiguousarray(x).reshape(N, C, int(np.prod(x.shape[2:], dtype=np.int64)))
     rows = x3.shape[2] == 1  # one value per channel and sample: kernels that walk rows

@@ -264,9 +264,7 @@ def checked_output_shape(function, x, kernel, stride, padding, dilation, ceil_mo
     """The output shape of max-pooling ``x``, once the arguments of the public ``function`` are valid
     (``checks``); otherwise a ValueError or TypeError naming the argument."""
     key = (x.shape, x.dtype, kernel, stride, padding, dilation, ceil_mode) if type(x) is np.ndarray else None
-    if not checks.accepted(_ACCEPTED, key):
-        _check_arguments(function, x, kernel, stride, padding, dilation, ceil_mode)
-        checks.accept(_ACCEPTED, key)
+    checks.check_once(_ACCEPTED, key, _check_arguments, function, x, kernel, stride, padding, dilation, ceil_mode)
     return maxpool2d_output_shape(x.shape, kernel, stride, padding, dilation, ceil_mode)
 
 
