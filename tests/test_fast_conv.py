@@ -357,3 +357,21 @@ def test_every_tile_is_inlined_into_the_kernels_that_call_it(tmp_path, cpu_name,
     assert result.returncode == 0, result.stderr[-3000:]
     called = json.loads(result.stdout)
     assert len(called) >= 4 and all(functions == [] for functions in called.values()), called
+
+
+def test_tile_row_ranges_keep_every_output_row_at_which_a_tap_reads_data():
+    """Hand-derived for article's 16->32 (80 taps a kernel row, tiles of 7): kernel row 0 reads data
+    from output row 2 on, row 4 up to row 11; a tile that straddles two kernel rows takes both rows'
+    output rows. Brute force for strided, dilated, padded geometries: each tile's range is the span
+    of the output rows at which one of its taps reads an input row, and leaves none out."""
+    ranges = conv_module._tile_row_ranges(80, 5, 7, 14, 1, 1, 2, 14)
+    assert ranges[0].tolist() == [2, 14] and ranges[11].tolist() == [1, 14]  # taps 77..83: kernel rows 0 and 1
+    assert ranges[-1].tolist() == [0, 12] and len(ranges) == 58
+    for per_row, KH, R, stride, dil, pad, H in [(3, 3, 4, 2, 1, 1, 7), (2, 4, 7, 1, 2, 3, 5), (5, 2, 14, 3, 3, 0, 11),
+                                                (1, 5, 3, 1, 1, 6, 2)]:
+        OH = (H + 2 * pad - dil * (KH - 1) - 1) // stride + 1
+        ranges = conv_module._tile_row_ranges(per_row, KH, R, OH, stride, dil, pad, H)
+        for k, (begin, end) in enumerate(ranges):
+            kernel_rows = {t // per_row for t in range(k * R, min(k * R + R, per_row * KH))}
+            data = [oh for oh in range(OH) if any(0 <= oh * stride + i * dil - pad < H for i in kernel_rows)]
+            assert (begin, end) == ((min(data), max(data) + 1) if data else (0, 0)), (k, data)

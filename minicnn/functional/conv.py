@@ -641,8 +641,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     is a stride-1 convolution with the flipped kernel, channels swapped: the forward kernel computes it.
     ``dw[f, c, i, j] = sum over n, oh, ow of dout[n, f, oh, ow] * x[n, c, oh*stride_h - pad_top + i*dil_h, ...]``:
     the forward's tiles with the roles of pixels and taps swapped (``conv2d_tiles_weight_grad``): a tile
-    of taps x output channels summed over an image's pixels, one partial sum per thread, added at the
-    end. ``db`` sums dout over (N, OH, OW).
+    of taps x output channels summed over the pixels of a few images (only the output rows at which
+    its taps read data: ``_tile_row_ranges``), one partial sum per thread, added at the end. ``db`` sums dout over (N, OH, OW).
     """
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape
@@ -679,14 +679,38 @@ def _weight_grad_tiles(x, dout, geo, w_shape, groups):
     db_partial = np.zeros((workers, F), dtype=x.dtype)
     if dout.size:
         xp = np.empty((N, C, Hp, Wp), dtype=x.dtype)
-        offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, rows)
+        offsets = _tap_offsets(C, Cg, KH, KW, geo.dil_h, geo.dil_w, Hp, Wp, rows, rows_first=True)
+        tile_rows = _tile_row_ranges(Cg * KW, KH, rows, geo.out_h, geo.stride_h, geo.dil_h, geo.pad_top, x.shape[2])
         P = geo.out_h * geo.out_w
         chunk = max(1, WEIGHT_GRAD_CHUNK_BYTES // (groups * P * dw_partial.shape[3] * x.itemsize))
-        conv2d_tiles_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, geo.out_w,
-                                                geo.stride_h, geo.stride_w, wide, chunk, xp, dw_partial, db_partial)
-    # (groups, taps (c, i, j), Fg) -> (F, Cg, KH, KW)
-    dw = dw_partial.sum(axis=0)[:, :, :F // groups].transpose(0, 2, 1).reshape(w_shape)
-    return dw, db_partial.sum(axis=0)
+        conv2d_tiles_weight_grad.for_work(work)(x, geo.pad_top, geo.pad_left, dout.reshape(N, F, -1), offsets, tile_rows,
+                                                geo.out_h, geo.out_w, geo.stride_h, geo.stride_w, wide, chunk, xp,
+                                                dw_partial, db_partial)
+    # (groups, taps (i, c, j), Fg) -> (groups, Fg, c, i, j) -> (F, Cg, KH, KW)
+    dw = dw_partial.sum(axis=0)[:, :Cg * KH * KW, :F // groups].reshape(groups, KH, Cg, KW, F // groups)
+    return dw.transpose(0, 4, 2, 1, 3).reshape(w_shape), db_partial.sum(axis=0)
+
+
+@functools.lru_cache(maxsize=64)
+def _tile_row_ranges(per_kernel_row, KH, R, OH, stride_h, dil_h, pad_top, H):
+    """(tiles, 2): for each tile of R taps ordered (i, c, j) (``per_kernel_row`` taps per kernel row
+    i, KH rows, the last tile's extra taps repeating the last), the output rows [begin, end) at which
+    one of its taps reads an input row: oh*stride_h + i*dil_h - pad_top in [0, H). At the other rows
+    every tap of the tile reads padding, whose products are zero, so the weight gradient's tiles
+    leave them out, as the forward leaves out kernel rows (``_row_tap_ranges``). Article's 16->32
+    (5x5, padding 2, 14 rows): 12, 13, 14, 13 and 12 rows for kernel rows 0 to 4."""
+    i = np.arange(KH)
+    begin = np.clip(-((i * dil_h - pad_top) // stride_h), 0, OH)            # ceil((pad_top - i*dil_h) / stride_h)
+    end = np.clip((H - 1 + pad_top - i * dil_h) // stride_h + 1, 0, OH)
+    taps = per_kernel_row * KH
+    ranges = np.zeros((-(-taps // R), 2), np.int64)
+    for k in range(ranges.shape[0]):
+        rows = np.arange(k * R // per_kernel_row, (min(taps, k * R + R) - 1) // per_kernel_row + 1)
+        rows = rows[end[rows] > begin[rows]]
+        if rows.size:
+            ranges[k] = begin[rows].min(), end[rows].max()
+    ranges.setflags(write=False)
+    return ranges
 
 
 def _weight_grad_rows(x, dout, geo, w_shape, groups):

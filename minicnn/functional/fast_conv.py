@@ -17,7 +17,8 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
   registers over all taps (``microkernels.outer_tile_*``), then stored. ``conv2d_image_tiles_forward``
   takes the tiles image by image and stores them pixel-major first, then copies each plane whole.
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
-  channels summed over an image's pixels, its output gradient copied pixel-major first.
+  channels summed over the pixels of a few images, their output gradient copied pixel-major first;
+  each tile over only the output rows at which its taps read data.
 * ``conv2d_rows_forward``, stride 1 with fewer taps (a first layer's 25, notebook's 10->20 90) or
   fewer output channels than a vector: row tiles, F output channels x V vectors of pixels along
   the output rows summed in registers over all taps (``microkernels.row_tile_*``), then stored
@@ -275,18 +276,21 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                             plane[p] = staged[p * np.uint64(block) + np.uint64(f)] + b_f
 
 
-def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h, stride_w, wide, chunk, xp, dw_partial,
-                              db_partial):
+def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, tile_rows, OH, OW, stride_h, stride_w, wide, chunk,
+                              xp, dw_partial, db_partial):
     """dw_partial[t, g, k, f] = sum over worker t's images n and pixels p of
     xp[base(n, p) + g*Cg*Hp*Wp + offsets[k]] * dout[n, g*Fg + f, p]; db_partial[t, g*Fg + f] = the
     sum of dout[n, g*Fg + f, :] over the same images.
 
-    x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, P); offsets : (T rounded up
-    to R,) as in the forward, the extra taps repeating the last; dw_partial : (workers, groups, T,
-    Fb), summed over workers by the caller. A worker takes its images ``chunk`` at a time: it pads
-    them, copies their dout pixel-major, dout_t[i*P + p, f] (so that a tile's step reads one vector
-    of channels per pixel), and runs each tile over all their pixels at once, so that a tile's
-    set-up and the adding of its sums into dw_partial come once per chunk, not once per image.
+    x : (N, C, H, W), padded into xp : (N, C, Hp, Wp); dout : (N, F, OH*OW); offsets : (T rounded
+    up to R,) as in the forward, ordered (i, c, j), the extra taps repeating the last; tile_rows :
+    (T / R, 2), the output rows [begin, end) whose pixels tile k's taps can read data at (the others
+    read only padding, ``conv._tile_row_ranges``); dw_partial : (workers, groups, T, Fb), summed
+    over workers by the caller. A worker takes its images ``chunk`` at a time: it pads them, copies
+    their dout pixel-major and row by row, dout_t[(oh*images + i)*OW + ow, f] (so that a tile's
+    step reads one vector of channels per pixel, and the pixels of output rows [begin, end) of
+    every image of the chunk follow each other), and runs each tile over those pixels at once, so
+    that a tile's set-up and the adding of its sums into dw_partial come once per chunk.
     """
     N, C, Hp, Wp = xp.shape
     F, P = dout.shape[1], dout.shape[2]
@@ -306,23 +310,27 @@ def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, OW, stride_h,
             for i in range(images):
                 n = n0 + i
                 pad_image(x, n, pad_top, pad_left, 1, 1, xp)
-                for p in range(P):
-                    oh = p // OW
-                    ow = p - oh * OW
-                    bases[i * P + p] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
+                for oh in range(OH):
+                    q = (oh * images + i) * OW
+                    for ow in range(OW):
+                        bases[q + ow] = (n * C * Hp + oh * stride_h) * Wp + ow * stride_w
                 for g in range(groups):
                     d_g = dout_t[g].reshape(-1)
                     for f in range(Fg):
                         src = dout[n, g * Fg + f]
-                        # unsigned indices: Numba then skips the negative-index wraparound
-                        for p in range(np.uint64(P)):
-                            d_g[(np.uint64(i * P) + p) * np.uint64(Fb) + np.uint64(f)] = src[p]
+                        for oh in range(OH):
+                            # unsigned indices: Numba then skips the negative-index wraparound
+                            q, frm = np.uint64((oh * images + i) * OW), np.uint64(oh * OW)
+                            for ow in range(np.uint64(OW)):
+                                d_g[(q + ow) * np.uint64(Fb) + np.uint64(f)] = src[frm + ow]
                         db_partial[t, g * Fg + f] += plane_sum(src)
             for g in range(groups):
                 d_g, dw_g = dout_t[g].reshape(-1), dw_partial[t, g].reshape(-1)
                 for k0 in range(0, T, R):
+                    first, last = tile_rows[k0 // R, 0] * images * OW, tile_rows[k0 // R, 1] * images * OW
                     for f0 in range(0, Fg, block):
-                        outer_tile(wide, flat[g * Cg * Hp * Wp:], offsets[k0:], bases, images * P, d_g, Fb, f0, tile)
+                        outer_tile(wide, flat[g * Cg * Hp * Wp:], offsets[k0:], bases[first:], last - first,
+                                   d_g[first * Fb:], Fb, f0, tile)
                         for r in range(min(R, T - k0)):
                             dst, frm = np.uint64((k0 + r) * Fb + f0), np.uint64(r * block)
                             for f in range(np.uint64(min(block, Fg - f0))):
