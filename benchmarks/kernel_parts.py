@@ -25,7 +25,7 @@ from numba import njit
 
 from minicnn.functional import conv, fast_conv
 
-COPY = "plane[p] = staged[p * np.uint64(block) + np.uint64(f)] + b_f"
+COPY = "planes_from_staged(staged, block, bias, first, min(block, Fg - f0), o, (n * F + first) * P, P)"
 PAD = "pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)"
 TAPS = "begin, end = taps[k, 0], taps[k, 1]"
 VARIANTS = {

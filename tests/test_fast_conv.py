@@ -243,6 +243,43 @@ def test_masked_vector_operations_touch_only_their_first_lanes(dtype):
         np.testing.assert_array_equal(out, want, err_msg=f"count {count}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_add_transposes_a_square_and_adds_a_scalar_per_row(dtype):
+    """simd.transpose_add, compiled and in NumPy (what NUMBA_DISABLE_JIT runs), against the
+    expression it stands for, element by element; with strides that are not multiples of the lanes."""
+    from numba import njit
+
+    run = njit(lambda *args: simd.transpose_add(*args))
+    L = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(0)
+    src, add = rng.standard_normal(3 * L * L).astype(dtype), rng.standard_normal(2 * L).astype(dtype)
+    src_at, src_stride, add_at, dst_at, dst_stride = 3, 2 * L + 1, 5, 7, 3 * L - 2
+    want = np.full(dst_at + L * dst_stride, np.nan, dtype)
+    for k in range(L):
+        for lane in range(L):
+            want[dst_at + k * dst_stride + lane] = src[src_at + lane * src_stride + k] + add[add_at + k]
+    for transpose_add in (run, simd._transpose_add_py):
+        dst = np.full_like(want, np.nan)
+        transpose_add(src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride)
+        np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("channels, pixels", [(16, 32), (20, 196), (7, 5), (33, 17)])
+def test_planes_from_staged_copies_every_channel_and_pixel(channels, pixels):
+    """fast_conv.planes_from_staged: whole squares transposed in registers, the channels and pixels
+    left over one by one; every element of the planes against the expression, nothing else written."""
+    block = 48
+    rng = np.random.default_rng(1)
+    staged = rng.standard_normal((pixels + 3) * block).astype(np.float32)
+    bias = rng.standard_normal(channels + 4).astype(np.float32)
+    o0, first = 11, 3
+    out = np.full(o0 + channels * pixels + 9, np.nan, np.float32)
+    fast_conv.planes_from_staged(staged, block, bias, first, channels, out, o0, pixels)
+    want = np.full_like(out, np.nan)
+    want[o0:o0 + channels * pixels] = (staged.reshape(-1, block)[:pixels, :channels] + bias[first:first + channels]).T.reshape(-1)
+    np.testing.assert_array_equal(out, want)
+
+
 def test_sequential_without_input_gradient():
     """``backward(..., input_grad=False)`` (torch: an input with requires_grad=False) gives every parameter
     the same gradient, returns None, and the first Conv2d skips its input gradient."""
@@ -318,7 +355,7 @@ def test_row_tap_ranges_leave_out_the_kernel_rows_that_read_only_padding():
 
 # Runs the seed models' convolutions and a strided, grouped one through the fast path, then lists the
 # functions of microkernels and fast_conv that each fast_conv kernel's compiled module still holds
-# besides itself and pad_image: a function LLVM kept there is called, not inlined.
+# besides itself, pad_image and planes_from_staged: a function LLVM kept there is called, not inlined.
 NOT_INLINED = r"""
 import json, re
 import numpy as np
@@ -338,7 +375,8 @@ for name in ("conv2d_rows_forward", "conv2d_rows_weight_grad", "conv2d_image_til
     kernel = getattr(fast_conv, name).serial
     for sig in kernel.signatures:
         functions = set(re.findall(r"^_ZN7minicnn10functional\d+(microkernels|fast_conv)\d+_?(\w+?)B\d", kernel.inspect_asm(sig), re.M))
-        called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (name + "_serial", "pad_image"))
+        # pad_image (once an image) and planes_from_staged (once an image's block of channels) may stay calls
+        called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (name + "_serial", "pad_image", "planes_from_staged"))
 print(json.dumps(called))
 """
 

@@ -57,7 +57,7 @@ from .microkernels import (
     row_weight_tile_4x5,
     row_weight_tile_4x2,
 )
-from .simd import VECTOR_BYTES, lanes, vector_registers
+from .simd import VECTOR_BYTES, lanes, transpose_add, vector_registers
 
 # Tiles by the CPU's vector registers: (function, pixels) for one vector of output channels
 # ("narrow") and for two ("wide", used when a group has more output channels than a vector holds).
@@ -115,6 +115,24 @@ def _pad_image(x, n, pad_top, pad_left, up_h, up_w, xp):
                 else:
                     for k in range(count):
                         dst[to + k * step] = src[frm + k]
+
+
+def _planes_from_staged(staged, block, bias, first, channels, o, o0, P):
+    """o[o0 + c*P + p] = staged[p*block + c] + bias[first + c] for c < channels, p < P: a block of
+    tiles stored pixel-major, copied into ``channels`` planes of P pixels. Squares of lanes x lanes
+    are transposed in registers (``simd.transpose_add``: 16 vector loads and stores and 64 shuffles
+    for 256 values, where an element-by-element copy loads, adds and stores each); the pixels and
+    channels left over are copied one by one."""
+    L = lanes(staged)
+    whole_channels, whole_pixels = channels - channels % L, P - P % L
+    for c0 in range(0, whole_channels, L):
+        for p0 in range(0, whole_pixels, L):
+            transpose_add(staged, p0 * block + c0, block, bias, first + c0, o, o0 + c0 * P + p0, P)
+    for c in range(channels):
+        # unsigned: Numba then skips the negative-index wraparound
+        b_c, to, p_begin = bias[first + c], np.uint64(o0 + c * P), np.uint64(whole_pixels if c < whole_channels else 0)
+        for p in range(p_begin, np.uint64(P)):
+            o[to + p] = staged[p * np.uint64(block) + np.uint64(c)] + b_c
 
 
 def _plane_sum(a):
@@ -232,7 +250,7 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     per_row = -(-OW // R)
     tiles = OH * per_row if along_rows else -(-P // R)
     workers = min(workers, N)
-    flat = xp.reshape(-1)
+    flat, o = xp.reshape(-1), out.reshape(-1)
     for t in prange(workers):
         # tile k: its first output pixel starts[k]; where its pixels' taps start in the padded image,
         # bases[k*R + r] (along rows: bases[k*R], the others following it)
@@ -269,11 +287,8 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                         else:
                             outer_tile(wide, x_g, bases[k * R:], offsets[begin:], end - begin, w_g[begin * Fb:], Fb, f0,
                                        staged[starts[k] * block:])
-                    for f in range(min(block, Fg - f0)):
-                        plane, b_f = out[n, g * Fg + f0 + f].reshape(-1), bias[g * Fg + f0 + f]
-                        # unsigned: Numba then skips the negative-index wraparound
-                        for p in range(np.uint64(P)):
-                            plane[p] = staged[p * np.uint64(block) + np.uint64(f)] + b_f
+                    first = g * Fg + f0
+                    planes_from_staged(staged, block, bias, first, min(block, Fg - f0), o, (n * F + first) * P, P)
 
 
 def _conv2d_tiles_weight_grad(x, pad_top, pad_left, dout, offsets, tile_rows, OH, OW, stride_h, stride_w, wide, chunk,
@@ -455,6 +470,7 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, OH, OW, xp, dw
 
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
+planes_from_staged = njit(cache=True)(_planes_from_staged)
 # The two dispatchers of the tiles are inlined by Numba, as the tiles are (make_microkernels._kernel says why).
 outer_tile = njit(cache=True, inline="always")(_outer_tile)
 outer_row_tile = njit(cache=True, inline="always")(_outer_row_tile)

@@ -1,4 +1,4 @@
-"""Explicit vectors in Numba kernels: one vector type and eight operations on it.
+"""Explicit vectors in Numba kernels: one vector type and nine operations on it.
 
 LLVM's loop vectorizer only turns innermost loops into vector code, one vector per array access. The
 register tile of a direct convolution (oneDNN's kernel, and ``microkernels.outer_tile_*``) needs
@@ -13,6 +13,9 @@ gives it one, as LLVM's own ``<16 x float>`` (``<8 x double>``; half that withou
     broadcast(a, i)    -> a[i] in every lane
     fma(x, y, acc)     -> x * y + acc, lane by lane, rounded once (an FMA instruction)
     zeros(a)           -> a vector of zeros of a's dtype
+    transpose_add(src, i, si, add, j, dst, k, sk)
+                          dst[k + r*sk : + lanes] = src[i + r : + lanes*si : si] + add[j + r], r < lanes
+                          (a lanes x lanes square transposed in registers, each row plus a scalar)
     lanes(a)           -> how many of a's elements a vector holds: VECTOR_BYTES // a.itemsize
 
 A vector lives in a local variable, which LLVM keeps in a register. With ``NUMBA_DISABLE_JIT=1``
@@ -185,6 +188,57 @@ def _fma(typingctx, x, y, acc):
     return acc(x, y, acc), codegen
 
 
+def transpose_masks(lanes, h):
+    """The two shuffles of one step of a register transpose: row i (i & h == 0) takes its own lanes
+    j with j & h == 0 and, in the others, row i + h's lanes j - h; row i + h the rest. Done for h =
+    lanes/2, lanes/4, ..., 1 this swaps the off-diagonal blocks at every scale: the transpose, in
+    lanes * log2(lanes) two-vector shuffles. Indices >= lanes pick from the second vector."""
+    first = [j if not j & h else lanes + j - h for j in range(lanes)]
+    second = [j + h if not j & h else lanes + j for j in range(lanes)]
+    return first, second
+
+
+@intrinsic
+def _transpose_add(typingctx, src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride):
+    arrays, indices = (src, add, dst), (src_at, src_stride, add_at, dst_at, dst_stride)
+    if not (all(_is_flat_float_array(a) and a.dtype == src.dtype for a in arrays)
+            and all(isinstance(i, types.Integer) for i in indices)):
+        return None
+    vector = _vector_of(src)
+
+    def codegen(context, builder, sig, args):
+        vector_type, lanes = context.get_value_type(vector), vector.count
+        align = src.dtype.bitwidth // 8
+        src_, add_, dst_ = args[0], args[3], args[5]
+        src_at_, src_stride_, add_at_, dst_at_, dst_stride_ = (
+            context.cast(builder, args[k], sig.args[k], types.int64) for k in (1, 2, 4, 6, 7))
+
+        def element(array_type, array, start, stride, k):  # a pointer to array[start + k*stride]
+            index = builder.add(start, builder.mul(stride, ir.Constant(ir.IntType(64), k)))
+            return _element_pointer(context, builder, array_type, array, index)
+
+        def vector_at(array_type, array, start, stride, k):
+            return builder.bitcast(element(array_type, array, start, stride, k), vector_type.as_pointer())
+
+        rows = [builder.load(vector_at(src, src_, src_at_, src_stride_, k), align=align) for k in range(lanes)]
+        h = lanes // 2
+        while h:
+            first, second = (ir.Constant(ir.VectorType(ir.IntType(32), lanes), m) for m in transpose_masks(lanes, h))
+            for i in range(lanes):
+                if not i & h:
+                    a, b = rows[i], rows[i + h]
+                    rows[i], rows[i + h] = builder.shuffle_vector(a, b, first), builder.shuffle_vector(a, b, second)
+            h //= 2
+        everywhere = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+        for k, row in enumerate(rows):
+            value = builder.load(element(add, add_, add_at_, ir.Constant(ir.IntType(64), 1), k))
+            lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+            splat = builder.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), everywhere)
+            builder.store(builder.fadd(row, splat), vector_at(dst, dst_, dst_at_, dst_stride_, k), align=align)
+        return context.get_dummy_value()
+    return types.none(src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride), codegen
+
+
 @intrinsic
 def _zeros(typingctx, a):
     if not _is_flat_float_array(a):
@@ -211,6 +265,14 @@ def _lanes_py(a):
     return VECTOR_BYTES // a.itemsize
 
 
+def _transpose_add_py(src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride):
+    """``transpose_add`` in NumPy: row k of dst is column k of src's lanes x lanes square, plus add[add_at + k]."""
+    n = _lanes_py(src)
+    square = np.lib.stride_tricks.as_strided(src[src_at:], (n, n), (src_stride * src.itemsize, src.itemsize))
+    for k in range(n):
+        dst[dst_at + k * dst_stride:dst_at + k * dst_stride + n] = square[:, k] + add[add_at + k]
+
+
 if config.DISABLE_JIT:  # plain NumPy, for stepping through a kernel
     def load(a, i):
         return a[i:i + _lanes_py(a)].copy()
@@ -235,7 +297,9 @@ if config.DISABLE_JIT:  # plain NumPy, for stepping through a kernel
     def zeros(a):
         return np.zeros(_lanes_py(a), a.dtype)
 
+    transpose_add = _transpose_add_py
+
     lanes = _lanes_py
 else:
     load, store, broadcast, fma, zeros, lanes = _load, _store, _broadcast, _fma, _zeros, _lanes
-    load_first, store_first = _load_first, _store_first
+    load_first, store_first, transpose_add = _load_first, _store_first, _transpose_add
