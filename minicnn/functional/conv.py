@@ -642,7 +642,8 @@ def conv2d_backward(dout, cache, input_grad=True):
     ``dw[f, c, i, j] = sum over n, oh, ow of dout[n, f, oh, ow] * x[n, c, oh*stride_h - pad_top + i*dil_h, ...]``:
     the forward's tiles with the roles of pixels and taps swapped (``conv2d_tiles_weight_grad``): a tile
     of taps x output channels summed over the pixels of a few images (only the output rows at which
-    its taps read data: ``_tile_row_ranges``), one partial sum per thread, added at the end. ``db`` sums dout over (N, OH, OW).
+    its taps read data: ``_tile_row_ranges``), one partial sum per thread, added at the end. ``db``
+    sums dout over (N, OH, OW).
     """
     x, w, geo, groups = cache.x, cache.w, cache.geometry, cache.groups
     N, C, H, W = x.shape

@@ -120,9 +120,9 @@ def _pad_image(x, n, pad_top, pad_left, up_h, up_w, xp):
 def _planes_from_staged(staged, block, bias, first, channels, o, o0, P):
     """o[o0 + c*P + p] = staged[p*block + c] + bias[first + c] for c < channels, p < P: a block of
     tiles stored pixel-major, copied into ``channels`` planes of P pixels. Squares of lanes x lanes
-    are transposed in registers (``simd.transpose_add``: 16 vector loads and stores and 64 shuffles
-    for 256 values, where an element-by-element copy loads, adds and stores each); the pixels and
-    channels left over are copied one by one."""
+    are transposed in registers (``simd.transpose_add``; float32 with AVX-512: 16 vector loads and
+    stores and 64 shuffles for 256 values, where an element-by-element copy loads, adds and stores
+    each); the pixels and channels left over are copied one by one."""
     L = lanes(staged)
     whole_channels, whole_pixels = channels - channels % L, P - P % L
     for c0 in range(0, whole_channels, L):

@@ -168,11 +168,15 @@ def _broadcast(typingctx, a, i):
 
     def codegen(context, builder, sig, args):
         value = builder.load(_element_pointer(context, builder, sig.args[0], args[0], args[1]))
-        vector_type = context.get_value_type(vector)
-        lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-        everywhere = ir.Constant(ir.VectorType(ir.IntType(32), vector.count), [0] * vector.count)
-        return builder.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), everywhere)
+        return _splat(builder, context.get_value_type(vector), value)
     return vector(a, i), codegen
+
+
+def _splat(builder, vector_type, value):
+    """A vector of ``vector_type`` with ``value`` in every lane."""
+    lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    everywhere = ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), [0] * vector_type.count)
+    return builder.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), everywhere)
 
 
 @intrinsic
@@ -229,12 +233,10 @@ def _transpose_add(typingctx, src, src_at, src_stride, add, add_at, dst, dst_at,
                     a, b = rows[i], rows[i + h]
                     rows[i], rows[i + h] = builder.shuffle_vector(a, b, first), builder.shuffle_vector(a, b, second)
             h //= 2
-        everywhere = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
         for k, row in enumerate(rows):
             value = builder.load(element(add, add_, add_at_, ir.Constant(ir.IntType(64), 1), k))
-            lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-            splat = builder.shuffle_vector(lane0, ir.Constant(vector_type, ir.Undefined), everywhere)
-            builder.store(builder.fadd(row, splat), vector_at(dst, dst_, dst_at_, dst_stride_, k), align=align)
+            builder.store(builder.fadd(row, _splat(builder, vector_type, value)),
+                          vector_at(dst, dst_, dst_at_, dst_stride_, k), align=align)
         return context.get_dummy_value()
     return types.none(src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride), codegen
 
