@@ -15,7 +15,8 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
 
 * ``conv2d_tiles_forward``: a tile of R output pixels x V vectors of output channels is summed in
   registers over all taps (``microkernels.outer_tile_*``), then stored. ``conv2d_image_tiles_forward``
-  takes the tiles image by image and stores them pixel-major first, then copies each plane whole.
+  takes the tiles image by image and stores them pixel-major first, then copies them into the
+  output planes a square of lanes x lanes at a time, transposed in registers (``planes_from_staged``).
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
   channels summed over the pixels of a few images, their output gradient copied pixel-major first;
   each tile over only the output rows at which its taps read data.
@@ -226,8 +227,9 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                                 along_rows, kernel_row, row_taps, workers, xp, out):
     """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
     pixel-major into a buffer (P + R pixels x one block of channels), which is then copied into out's
-    planes, bias added, one output channel at a time. The copy is contiguous where
-    ``_conv2d_tiles_forward`` scatters each tile's R pixels x block channels across as many planes.
+    planes, bias added, a transposed square of lanes x lanes at a time (``planes_from_staged``). The
+    copy writes whole vectors along each plane where ``_conv2d_tiles_forward`` scatters each tile's R
+    pixels x block channels across as many planes.
 
     Tiles of R pixels run on across rows, each pixel from its own address (``outer_tile_*``; an
     image's last tile repeats its last pixel); or, with ``along_rows`` (stride_w 1, OW >= R), along
