@@ -68,12 +68,15 @@ def test_row_tiles_on_wide_rows_agree_with_naive(case, dtype, seed, path):
     assert_naive_and_fast_agree(case, dtype, seed, path, 1)
 
 
-@given(case=conv_cases(extra_size=24, kernels=st.tuples(st.integers(1, 5), st.sampled_from(KERNEL_ROW_WIDTHS))),
+@given(case=conv_cases(channels=tile_channels, extra_size=24,
+                       kernels=st.tuples(st.integers(1, 5), st.sampled_from(KERNEL_ROW_WIDTHS))),
        dtype=DTYPES, seed=seeds)
 def test_kernel_row_tiles_agree_with_naive_and_equal_per_tap_tiles(case, dtype, seed):
-    """Narrow tiles along the rows that take a kernel row's taps at once (kernel widths 3 and 5,
-    forced wherever stride and width allow): against the naive loops in every configuration, and
-    to the last bit against the same tiles tap by tap, whose sums take the same taps in the same order."""
+    """Tiles along the rows that know the kernel rows (kernel widths 3 and 5, forced wherever stride
+    and width allow): narrow ones taking a kernel row's taps at once, and narrow and wide ones at an
+    output row's ends leaving out the taps that read the padding's columns. Against the naive loops
+    in every configuration, and to the last bit against the tiles tap by tap, whose sums take the
+    same taps in the same order (a product left out is a zero, and a sum that starts at +0 is never -0)."""
     assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)

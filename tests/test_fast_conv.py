@@ -353,6 +353,55 @@ def test_row_tap_ranges_leave_out_the_kernel_rows_that_read_only_padding():
     assert strided.tolist() == [[2, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 3], [1, 2], [0, 1]]
 
 
+def test_row_tile_edge_marks_the_tiles_whose_kernel_rows_start_or_end_in_padding():
+    """Hand-derived. Article's 16->32 (14 columns, 5x5, padding 2): a tile of 7 from column 0 reads
+    padded columns 0..10, of which 0 and 1 are padding (start); one from column 7 reads 7..17, of
+    which 16 and 17 are past the last input column, 15 (end); a tile of 14 reads 0..17 (both).
+    With padding 1 the first two columns are not both padding. The input gradient of a 3x3
+    stride-2 convolution (7 columns spread 2 apart from padded column 1, the last at 13): a tile
+    of 7 from column 7 reads 7..15, and 15 is padding; one from column 5 reads 5..13, and 13 is not."""
+    edge = fast_conv.row_tile_edge
+    none, start, end = fast_conv.EDGE_NONE, fast_conv.EDGE_START, fast_conv.EDGE_END
+    assert [edge(0, 7, 5, 2, 14, 1), edge(7, 7, 5, 2, 14, 1), edge(0, 14, 5, 2, 14, 1)] == [start, end, start + end]
+    assert [edge(0, 7, 5, 1, 14, 1), edge(4, 7, 5, 2, 14, 1)] == [none, none]
+    assert [edge(0, 7, 3, 1, 7, 2), edge(7, 7, 3, 1, 7, 2), edge(5, 7, 3, 1, 7, 2)] == [start, end, none]
+
+
+# The kernel-row tiles (``outer_row_tile_RxV_kK_at``) the fast path uses on this machine's vector registers.
+EDGE_DISPATCHERS = [(fast_conv.narrow_row_tile_k3, fast_conv.NARROW_ROWS, 1, 3),
+                    (fast_conv.narrow_row_tile_k5, fast_conv.NARROW_ROWS, 1, 5),
+                    (fast_conv.wide_row_tile_k3, fast_conv.WIDE_ROWS, 2, 3),
+                    (fast_conv.wide_row_tile_k5, fast_conv.WIDE_ROWS, 2, 5)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile_function, R, V, K", EDGE_DISPATCHERS, ids=["narrow-k3", "narrow-k5", "wide-k3", "wide-k5"])
+def test_kernel_row_tiles_leave_out_exactly_the_taps_of_the_edges_columns(tile_function, R, V, K, dtype):
+    """Each tile over kernel rows, for each edge, against its formula (the module docstring of
+    microkernels) written element by element: tap j of pixel r reads x[base + varying[k*K + j] + r],
+    and a tile at a row's start (end) leaves out the taps that read the first (last) K // 2 of the
+    R + K - 1 columns. Small integers, so that every sum is exact and the comparison bitwise."""
+    rng = np.random.default_rng(K)
+    L, rows = simd.VECTOR_BYTES // np.dtype(dtype).itemsize, 3
+    x = rng.integers(-8, 9, 400).astype(dtype)
+    starts = rng.choice(np.arange(0, 300, 40), rows, replace=False)
+    varying = (starts[:, None] + np.arange(K)).reshape(-1)  # kernel row k starts at starts[k]
+    w_stride, w_col = V * L + 3, 2
+    w = rng.integers(-8, 9, rows * K * w_stride + 8).astype(dtype)
+    base = 11
+    for edge in range(4):
+        skipped = set(range(K // 2) if edge & fast_conv.EDGE_START else ()) | set(
+            range(R + K - 1 - K // 2, R + K - 1) if edge & fast_conv.EDGE_END else ())
+        want = np.zeros(R * V * L, dtype)
+        for r in range(R):
+            for t in range(rows * K):
+                if r + t % K not in skipped:
+                    want[r * V * L:(r + 1) * V * L] += x[base + varying[t] + r] * w[t * w_stride + w_col:][:V * L]
+        tile = np.full(R * V * L, np.nan, dtype)
+        tile_function(edge, x, base, varying, rows * K, w, w_stride, w_col, tile)
+        np.testing.assert_array_equal(tile, want, err_msg=f"edge {edge}")
+
+
 # Runs the seed models' convolutions and a strided, grouped one through the fast path, then lists the
 # functions of microkernels and fast_conv that each fast_conv kernel's compiled module still holds
 # besides itself, pad_image and planes_from_staged: a function LLVM kept there is called, not inlined.
@@ -371,12 +420,15 @@ for xs, ws, stride, pad in [((4, 1, 28, 28), (16, 1, 5, 5), (1, 1), (2,) * 4), (
     conv2d_backward(out, cache)
 called = {}
 for name in ("conv2d_rows_forward", "conv2d_rows_weight_grad", "conv2d_image_tiles_forward", "conv2d_tiles_forward",
-             "conv2d_tiles_weight_grad"):
-    kernel = getattr(fast_conv, name).serial
+             "conv2d_tiles_weight_grad", "outer_row_tile"):
+    kernel = getattr(fast_conv, name)
+    kernel = getattr(kernel, "serial", kernel)
     for sig in kernel.signatures:
         functions = set(re.findall(r"^_ZN7minicnn10functional\d+(microkernels|fast_conv)\d+_?(\w+?)B\d", kernel.inspect_asm(sig), re.M))
-        # pad_image (once an image) and planes_from_staged (once an image's block of channels) may stay calls
-        called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (name + "_serial", "pad_image", "planes_from_staged"))
+        # pad_image (once an image), planes_from_staged (once an image's block of channels), and
+        # outer_row_tile and row_tile_edge (once a tile, fast_conv._outer_row_tile says why) may stay calls
+        called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (
+            name, name + "_serial", "pad_image", "planes_from_staged", "outer_row_tile", "row_tile_edge"))
 print(json.dumps(called))
 """
 
@@ -386,7 +438,9 @@ print(json.dumps(called))
 def test_every_tile_is_inlined_into_the_kernels_that_call_it(tmp_path, cpu_name, features):
     """A tile called as a function pays for its arguments (a dozen arrays) at every tile. LLVM's inliner
     decides by the CPU it compiles for (it left row_tile_4x3 as a call for znver3, not for haswell), so
-    Numba inlines the tiles (``inline="always"``); every kernel's module must then hold no tile."""
+    Numba inlines the tiles (``inline="always"``); every kernel's module must then hold no tile. The
+    one exception is ``outer_row_tile``, which picks among 22 tiles along rows: it stays a call, once a
+    tile, and holds them all inlined."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     if cpu_name:
         env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES=features)
@@ -394,7 +448,7 @@ def test_every_tile_is_inlined_into_the_kernels_that_call_it(tmp_path, cpu_name,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     called = json.loads(result.stdout)
-    assert len(called) >= 4 and all(functions == [] for functions in called.values()), called
+    assert len(called) >= 5 and "outer_row_tile" in called and all(functions == [] for functions in called.values()), called
 
 
 def test_tile_row_ranges_keep_every_output_row_at_which_a_tap_reads_data():

@@ -91,7 +91,9 @@ ROW_ALIGNED_MAX_REPEATED = 0.125
 # Narrow tiles along the rows take a kernel row's taps at once for the kernel widths in
 # ``KERNEL_ROW_WIDTHS`` (imported from fast_conv; dilation 1 along the rows): each input value is
 # broadcast once for up to KW multiply-adds. Article's 16->32 input gradient at batch 64, AMD EPYC
-# family 26 (AVX-512), see README.
+# family 26 (AVX-512), see README. For those widths, tiles along rows at an output row's ends leave
+# out the taps of the columns of padding (session 15: article's 16->32 forward 8% faster, AMD EPYC
+# family 25).
 # The weight gradient's tiles run over the pixels of several images at once, as many as fit this
 # many bytes of their output gradient, copied pixel-major (``conv2d_tiles_weight_grad``). Article's
 # 16->32 at batch 64 (10 images a chunk), the kernel alone on 2 threads, AMD EPYC family 26: 287
@@ -536,13 +538,12 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
             # taps ordered (i, c, j): the kernel rows that read only padding, a prefix and a suffix of
             # them, are left out row by row (row_taps); narrow tiles along rows take a kernel row at a time
-            kernel_row = KW if along_rows and not wide and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
+            kernel_row = KW if along_rows and dw == 1 and KW in KERNEL_ROW_WIDTHS else 1
             Fb = w_matrix.shape[1]
             w_taps = np.ascontiguousarray(w_matrix.reshape(groups, Fb, Cg, KH, KW).transpose(0, 3, 2, 4, 1))
             w_taps = w_taps.reshape(groups, Cg * KH * KW, Fb)
-            entry_width = 1 if kernel_row > 1 else KW  # an entry of offsets: a kernel row, or a tap
-            offsets = _tap_offsets(C, Cg, KH, entry_width, dh, dw, Hp, Wp, 1, rows_first=True)
-            row_taps = _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * entry_width)
+            offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1, rows_first=True)
+            row_taps = _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * KW)
             conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows,
                                                       kernel_row, row_taps, threads, xp, out)
         else:

@@ -42,13 +42,17 @@ from numba import njit, prange
 from ..runtime import parallel_kernel
 from .microkernels import (
     outer_row_tile_6x2,
+    outer_row_tile_6x2_k3_at,
+    outer_row_tile_6x2_k5_at,
     outer_row_tile_7x2,
+    outer_row_tile_7x2_k3_at,
+    outer_row_tile_7x2_k5_at,
     outer_row_tile_8x1,
-    outer_row_tile_8x1_k3,
-    outer_row_tile_8x1_k5,
+    outer_row_tile_8x1_k3_at,
+    outer_row_tile_8x1_k5_at,
     outer_row_tile_14x1,
-    outer_row_tile_14x1_k3,
-    outer_row_tile_14x1_k5,
+    outer_row_tile_14x1_k3_at,
+    outer_row_tile_14x1_k5_at,
     outer_tile_6x2,
     outer_tile_7x2,
     outer_tile_8x1,
@@ -64,18 +68,24 @@ from .simd import VECTOR_BYTES, lanes, transpose_add, vector_registers
 # ("narrow") and for two ("wide", used when a group has more output channels than a vector holds).
 if vector_registers() >= 32:
     narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_14x1, outer_row_tile_14x1, 14
-    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_14x1_k3, outer_row_tile_14x1_k5
+    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_14x1_k3_at, outer_row_tile_14x1_k5_at
     wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_7x2, outer_row_tile_7x2, 7
+    wide_row_tile_k3, wide_row_tile_k5 = outer_row_tile_7x2_k3_at, outer_row_tile_7x2_k5_at
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x4, 4, 4
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x5, 4, 5
 else:
     narrow_tile, narrow_row_tile, NARROW_ROWS = outer_tile_8x1, outer_row_tile_8x1, 8
-    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_8x1_k3, outer_row_tile_8x1_k5
+    narrow_row_tile_k3, narrow_row_tile_k5 = outer_row_tile_8x1_k3_at, outer_row_tile_8x1_k5_at
     wide_tile, wide_row_tile, WIDE_ROWS = outer_tile_6x2, outer_row_tile_6x2, 6
+    wide_row_tile_k3, wide_row_tile_k5 = outer_row_tile_6x2_k3_at, outer_row_tile_6x2_k5_at
     row_tile, ROW_FILTERS, ROW_VECTORS = row_tile_4x3, 4, 3
     row_weight_tile, WEIGHT_FILTERS, WEIGHT_TAPS = row_weight_tile_4x2, 4, 2
-# The kernel widths that narrow tiles along rows can take a kernel row at a time (``outer_row_tile_*_k*``).
+# The kernel widths whose tiles along rows know the kernel rows (``outer_row_tile_*_k*``): narrow
+# ones take a kernel row at a time, and tiles at an output row's ends leave out the padding's columns.
 KERNEL_ROW_WIDTHS = (3, 5)
+# Where a tile lies along an output row, for the tiles over kernel rows: the first (last) KW // 2
+# input values of each of its kernel rows are padding at the row's start (end).
+EDGE_NONE, EDGE_START, EDGE_END = 0, 1, 2
 
 
 def round_up(n, multiple):
@@ -157,16 +167,40 @@ def _outer_tile(wide, x, fixed, varying, length, w, w_stride, w_col, tile):
         narrow_tile(x, fixed, varying, length, w, w_stride, w_col, tile)
 
 
-def _outer_row_tile(wide, kernel_row, x, base, varying, length, w, w_stride, w_col, tile):
-    """One outer-product tile of consecutive pixels from one base address, wide or narrow; narrow
-    ones with ``kernel_row`` in KERNEL_ROW_WIDTHS take kernel rows of that many taps (``varying``
-    then holds where each kernel row starts, ``length`` counts them)."""
+def _row_tile_edge(ow0, R, K, pad_left, W, up_w):
+    """Where a tile of R pixels along an output row, from output column ``ow0`` (stride 1, dilation
+    1), lies for kernel rows of K taps: EDGE_START if the first K // 2 of the R + K - 1 padded
+    columns its kernel rows read, ow0 .. ow0 + K // 2 - 1, are all left padding; EDGE_END if the
+    last K // 2 are all right padding, past the input's last column ``pad_left + (W - 1) * up_w``
+    (``up_w`` columns apart in an input gradient's upsampled plane); their sum if both, else EDGE_NONE."""
+    edge = EDGE_NONE
+    if ow0 + K // 2 <= pad_left:
+        edge += EDGE_START
+    if ow0 + R + K - 1 - K // 2 > pad_left + (W - 1) * up_w:
+        edge += EDGE_END
+    return edge
+
+
+def _outer_row_tile(wide, kernel_row, edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """One outer-product tile of consecutive pixels from one base address over ``length`` taps, wide
+    or narrow. With ``kernel_row`` in KERNEL_ROW_WIDTHS (taps in kernel rows of that many, at
+    consecutive columns) narrow tiles take a kernel row at a time, and tiles at an ``edge`` of an
+    output row (EDGE_START + EDGE_END for both) leave out the taps that read the padding there.
+
+    Called, not inlined, once a tile: with the tiles inlined into it, its 22 of them would make
+    every kernel that calls it take minutes to compile (Numba copies and re-types each inlined body).
+    """
     if wide:
-        wide_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
+        if kernel_row == 5:
+            wide_row_tile_k5(edge, x, base, varying, length, w, w_stride, w_col, tile)
+        elif kernel_row == 3:
+            wide_row_tile_k3(edge, x, base, varying, length, w, w_stride, w_col, tile)
+        else:
+            wide_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
     elif kernel_row == 5:
-        narrow_row_tile_k5(x, base, varying, length, w, w_stride, w_col, tile)
+        narrow_row_tile_k5(edge, x, base, varying, length, w, w_stride, w_col, tile)
     elif kernel_row == 3:
-        narrow_row_tile_k3(x, base, varying, length, w, w_stride, w_col, tile)
+        narrow_row_tile_k3(edge, x, base, varying, length, w, w_stride, w_col, tile)
     else:
         narrow_row_tile(x, base, varying, length, w, w_stride, w_col, tile)
 
@@ -239,9 +273,10 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     The taps (w_taps' rows and ``offsets``) are ordered (i, c, j), and output row oh needs only the
     entries [row_taps[oh, 0], row_taps[oh, 1]) of ``offsets``: the kernel rows that read only padding
     are left out (``conv._row_tap_ranges``); a tile takes those of every row it touches. With
-    ``kernel_row`` > 1 (narrow tiles along rows, a kernel row's taps consecutive in xp) an entry of
-    ``offsets`` is where a kernel row (i, c) starts, T / kernel_row of them, and the tiles take a
-    kernel row at a time.
+    ``kernel_row`` > 1 (along rows, dilation 1: a kernel row's taps at consecutive columns of xp),
+    narrow tiles take a kernel row at a time, and a tile at an output row's start or end, whose
+    kernel rows' first or last kernel_row // 2 columns are all padding, leaves those taps out (the
+    tile's ``edges`` entry, EDGE_START + EDGE_END when both).
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -260,12 +295,15 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
         starts = np.empty(tiles, np.int64)
         bases = np.empty(tiles * R, np.int64)
         taps = np.empty((tiles, 2), np.int64)
+        edges = np.zeros(tiles, np.int64)
         for k in range(tiles):
             if along_rows:
                 oh = k // per_row
                 ow0 = min((k - oh * per_row) * R, OW - R)
                 starts[k], bases[k * R] = oh * OW + ow0, oh * stride_h * Wp + ow0
                 taps[k, 0], taps[k, 1] = row_taps[oh, 0], row_taps[oh, 1]
+                if kernel_row > 1:
+                    edges[k] = row_tile_edge(ow0, R, kernel_row, pad_left, x.shape[3], up_w)
             else:
                 starts[k] = k * R
                 taps[k, 0], taps[k, 1] = T, 0
@@ -284,8 +322,8 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                     for k in range(tiles):
                         begin, end = taps[k, 0], taps[k, 1]
                         if along_rows:
-                            outer_row_tile(wide, kernel_row, x_g, bases[k * R], offsets[begin:], end - begin,
-                                           w_g[begin * kernel_row * Fb:], Fb, f0, staged[starts[k] * block:])
+                            outer_row_tile(wide, kernel_row, edges[k], x_g, bases[k * R], offsets[begin:], end - begin,
+                                           w_g[begin * Fb:], Fb, f0, staged[starts[k] * block:])
                         else:
                             outer_tile(wide, x_g, bases[k * R:], offsets[begin:], end - begin, w_g[begin * Fb:], Fb, f0,
                                        staged[starts[k] * block:])
@@ -473,9 +511,10 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, OH, OW, xp, dw
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 planes_from_staged = njit(cache=True)(_planes_from_staged)
-# The two dispatchers of the tiles are inlined by Numba, as the tiles are (make_microkernels._kernel says why).
+# Numba inlines the tiles (make_microkernels._kernel says why) and outer_tile; outer_row_tile stays a call.
 outer_tile = njit(cache=True, inline="always")(_outer_tile)
-outer_row_tile = njit(cache=True, inline="always")(_outer_row_tile)
+outer_row_tile = njit(cache=True)(_outer_row_tile)
+row_tile_edge = njit(cache=True)(_row_tile_edge)
 tile_size = njit(cache=True)(_tile_size)
 conv2d_tiles_forward = parallel_kernel(_conv2d_tiles_forward)
 conv2d_image_tiles_forward = parallel_kernel(_conv2d_image_tiles_forward)

@@ -25,6 +25,13 @@ OUTER_TILES = [(14, 1), (7, 2), (8, 1), (6, 2)]
 # gradient, same process: 231 GFLOP/s with K = 5 against 186 per tap (a 16-chain FMA loop: 240);
 # 7x2 with K = 5: 233 against 233, so the wide tiles stay per tap. Registers: 14 + 5 + 1 of 32; 8 + 5 + 1 of 16.
 KERNEL_ROW_TILES = [(14, 1, 3), (14, 1, 5), (8, 1, 3), (8, 1, 5)]
+# (pixels, vectors of output channels, kernel width) per wide tile at an output row's edges: tap by
+# tap, leaving out the taps that read the padding (the kernel-row form above, whose 2*K vectors of
+# weights LLVM keeps in registers beside the sums, spills them with AVX2's 16; with AVX-512 over
+# article's 3x3 layers that read no padding it ran 2-3% slower than tap by tap).
+EDGE_TILES = [(7, 2, 3), (7, 2, 5), (6, 2, 3), (6, 2, 5)]
+# A tile anywhere along an output row, or at its start ("l"), its end ("r"), or over all of it ("lr").
+EDGES = ("", "l", "r", "lr")
 
 # (filters, vectors of output pixels) per row tile: 4x4 with AVX-512, 4x3 with AVX2 (16 sums, and 12,
 # plus the vectors of input and a broadcast weight). Article's 1->16 forward at batch 64, same
@@ -66,14 +73,21 @@ base address instead of R, so the loop needs no register per pixel (oneDNN's add
 AVX-512's 14 pixels, ``outer_tile_14x1`` keeps its addresses on the stack, ``benchmarks.tile_asm``).
 
 ``outer_row_tile_RxV_kK(x, base, varying, length, w, w_stride, w_col, tile)`` is that tile over
-kernel rows of K taps that follow each other in ``x`` (dilation 1 along the row): ``varying[k]``
-where kernel row k starts, its taps k*K + j at ``base + varying[k] + j``, so
+``length`` kernel rows of K taps that follow each other in ``x`` (dilation 1 along the row): tap
+k*K + j of pixel r reads ``base + varying[k*K + j] + r`` = ``base + varying[k*K] + r + j``, so
 
-    tile[r*V*L + c] = sum over k < length, j < K of x[base + varying[k] + r + j] * w[(k*K + j)*w_stride + w_col + c]
+    tile[r*V*L + c] = sum over k < length, j < K of x[base + varying[k*K] + r + j] * w[(k*K + j)*w_stride + w_col + c]
 
 Pixel r's tap j and pixel r + 1's tap j - 1 read the same input value: each of the R + K - 1 values
 of a kernel row is broadcast once and multiplied by up to K vectors of weights, held in registers.
 Each sum still takes its taps in order, so the result is bitwise that of ``outer_row_tile_RxV``.
+
+``outer_row_tile_RxV_kK_l``, ``_r`` and ``_lr`` are the same sums for a tile at the start of an output
+row, at its end, or over all of it, where the first and/or the last K // 2 of those R + K - 1 input
+values are padding ("same" padding): the products that read them, zeros, are left out (oneDNN's
+direct kernels leave them out too), which changes no sum but, at most, the sign of a zero. The wide tiles (V = 2) take them tap
+by tap, each tap from its own entry of ``varying``. ``outer_row_tile_RxV_kK_at(edge, ...)`` picks
+the tile for an edge (0 none, 1 start, 2 end, 3 both); its ``length`` counts taps.
 
 ``row_tile_FxV(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters)``
 computes F output channels x V vectors of output pixels of a stride-1 convolution, the pixels along
@@ -143,21 +157,65 @@ def outer_tile_function(R, V, along_row=False):
                    f"{R} rows x {V} vector(s) of columns per tile", body)
 
 
-def kernel_row_tile_function(R, V, K):
-    """The source of ``outer_row_tile_RxV_kK``: per kernel row, K*V vectors of weights, then each of
-    the R + K - 1 input values broadcast once and multiplied into the sums of every pixel that reads it."""
+def _edge_name(R, V, K, edges):
+    return f"outer_row_tile_{R}x{V}_k{K}" + (f"_{edges}" if edges else "")
+
+
+def kernel_row_tile_function(R, V, K, edges=""):
+    """The source of ``outer_row_tile_RxV_kK`` (``edges`` "l", "r", "lr": ``..._kK_l`` and so on):
+    per kernel row, K*V vectors of weights, then each of the R + K - 1 input values broadcast once and
+    multiplied into the sums of every pixel that reads it; an edge tile leaves out the first and/or
+    the last K // 2 of those values."""
     sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
+    lead, trail = (K // 2 if "l" in edges else 0), (K // 2 if "r" in edges else 0)
     body = [f"{IND}L = lanes(w)"] + [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
-    body += [f"{IND}for k in range(length):", f"{IND * 2}at = base + varying[k]",
+    body += [f"{IND}for k in range(length):", f"{IND * 2}at = base + varying[k * {K}]",
              f"{IND * 2}wt = k * {K} * w_stride + w_col"]
     body += [IND * 2 + "; ".join(f"w{j}_{v} = load(w, wt + {j} * w_stride + {v} * L)" for v in range(V)) for j in range(K)]
-    for q in range(R + K - 1):  # input value at + q: pixel r's tap j = q - r
+    for q in range(lead, R + K - 1 - trail):  # input value at + q: pixel r's tap j = q - r
         body.append(f"{IND * 2}x{q} = broadcast(x, at + {q})")
         body.append(IND * 2 + "; ".join(f"s{q - j}_{v} = fma(x{q}, w{j}_{v}, s{q - j}_{v})"
                                         for j in range(K) if 0 <= q - j < R for v in range(V)))
     body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row)) for r, row in enumerate(sums)]
-    return _kernel(f"outer_row_tile_{R}x{V}_k{K}", "x, base, varying, length, w, w_stride, w_col, tile",
-                   f"{R} consecutive pixels x {V} vector(s) of columns per tile, kernel rows of {K} taps", body)
+    where = {"": "", "l": ", at a row's start", "r": ", at a row's end", "lr": ", a whole row"}[edges]
+    return _kernel(_edge_name(R, V, K, edges), "x, base, varying, length, w, w_stride, w_col, tile",
+                   f"{R} consecutive pixels x {V} vector(s) of columns per tile, kernel rows of {K} taps{where}", body)
+
+
+def edge_tile_function(R, V, K, edges):
+    """The source of ``outer_row_tile_RxV_kK_l`` (``_r``, ``_lr``) for a wide tile: kernel rows of
+    K taps taken tap by tap, each from its own entry of ``varying`` (from one address, LLVM would
+    keep each input value in a register for the next tap), V vectors of weights and a broadcast per
+    pixel, leaving out the pixels whose tap reads one of the first and/or last K // 2 input values."""
+    sums = [[f"s{r}_{v}" for v in range(V)] for r in range(R)]
+    reads = range(K // 2 if "l" in edges else 0, R + K - 1 - (K // 2 if "r" in edges else 0))
+    body = [f"{IND}L = lanes(w)"] + [IND + "; ".join(f"{s} = zeros(w)" for s in row) for row in sums]
+    body += [f"{IND}for k in range(length):", f"{IND * 2}wt = k * {K} * w_stride + w_col"]
+    for j in range(K):
+        body.append(f"{IND * 2}at = base + varying[k * {K} + {j}]")
+        body.append(IND * 2 + "; ".join(f"w{v} = load(w, wt + {j} * w_stride + {v} * L)" for v in range(V)))
+        for r in range(R):
+            if r + j in reads:
+                body.append(f"{IND * 2}x{r} = broadcast(x, at + {r})")
+                body.append(IND * 2 + "; ".join(f"{s} = fma(x{r}, w{v}, {s})" for v, s in enumerate(sums[r])))
+    body += [IND + "; ".join(f"store(tile, ({r * V + v}) * L, {s})" for v, s in enumerate(row)) for r, row in enumerate(sums)]
+    where = {"l": "at a row's start", "r": "at a row's end", "lr": "a whole row"}[edges]
+    return _kernel(_edge_name(R, V, K, edges), "x, base, varying, length, w, w_stride, w_col, tile",
+                   f"{R} consecutive pixels x {V} vector(s) of columns per tile, kernel rows of {K} taps tap by tap, {where}", body)
+
+
+def edge_dispatch_function(R, V, K, tile_edges):
+    """The source of ``outer_row_tile_RxV_kK_at(edge, ...)``: the tile for ``edge`` (0 anywhere, 1 at
+    a row's start, 2 at its end, 3 over all of it); ``length`` counts taps. Without a tile for
+    anywhere along the row (wide tiles), ``outer_row_tile_RxV`` takes the taps one by one."""
+    args = "x, base, varying, length // {K}, w, w_stride, w_col, tile".format(K=K)
+    body = []
+    for code, edges in enumerate(EDGES):
+        call = (f"{_edge_name(R, V, K, edges)}({args})" if edges in tile_edges
+                else f"outer_row_tile_{R}x{V}(x, base, varying, length, w, w_stride, w_col, tile)")
+        body += [f"{IND}{'if' if code == 0 else 'elif'} edge == {code}:", f"{IND * 2}{call}"]
+    return _kernel(f"outer_row_tile_{R}x{V}_k{K}_at", "edge, x, base, varying, length, w, w_stride, w_col, tile",
+                   f"The {R}x{V} tile over kernel rows of {K} taps for an ``edge`` of an output row", body)
 
 
 def row_tile_function(F, V):
@@ -209,7 +267,10 @@ def row_weight_tile_function(F, T):
 def source():
     parts = ([outer_tile_function(R, V) for R, V in OUTER_TILES]
              + [outer_tile_function(R, V, along_row=True) for R, V in OUTER_TILES]
-             + [kernel_row_tile_function(R, V, K) for R, V, K in KERNEL_ROW_TILES]
+             + [kernel_row_tile_function(R, V, K, edges) for R, V, K in KERNEL_ROW_TILES for edges in EDGES]
+             + [edge_tile_function(R, V, K, edges) for R, V, K in EDGE_TILES for edges in EDGES[1:]]
+             + [edge_dispatch_function(R, V, K, EDGES) for R, V, K in KERNEL_ROW_TILES]
+             + [edge_dispatch_function(R, V, K, EDGES[1:]) for R, V, K in EDGE_TILES]
              + [row_tile_function(F, V) for F, V in ROW_TILES]
              + [row_weight_tile_function(F, T) for F, T in ROW_WEIGHT_TILES])
     return HEADER + "".join("\n\n\n" + part for part in parts) + "\n"

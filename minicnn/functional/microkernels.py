@@ -21,14 +21,21 @@ base address instead of R, so the loop needs no register per pixel (oneDNN's add
 AVX-512's 14 pixels, ``outer_tile_14x1`` keeps its addresses on the stack, ``benchmarks.tile_asm``).
 
 ``outer_row_tile_RxV_kK(x, base, varying, length, w, w_stride, w_col, tile)`` is that tile over
-kernel rows of K taps that follow each other in ``x`` (dilation 1 along the row): ``varying[k]``
-where kernel row k starts, its taps k*K + j at ``base + varying[k] + j``, so
+``length`` kernel rows of K taps that follow each other in ``x`` (dilation 1 along the row): tap
+k*K + j of pixel r reads ``base + varying[k*K + j] + r`` = ``base + varying[k*K] + r + j``, so
 
-    tile[r*V*L + c] = sum over k < length, j < K of x[base + varying[k] + r + j] * w[(k*K + j)*w_stride + w_col + c]
+    tile[r*V*L + c] = sum over k < length, j < K of x[base + varying[k*K] + r + j] * w[(k*K + j)*w_stride + w_col + c]
 
 Pixel r's tap j and pixel r + 1's tap j - 1 read the same input value: each of the R + K - 1 values
 of a kernel row is broadcast once and multiplied by up to K vectors of weights, held in registers.
 Each sum still takes its taps in order, so the result is bitwise that of ``outer_row_tile_RxV``.
+
+``outer_row_tile_RxV_kK_l``, ``_r`` and ``_lr`` are the same sums for a tile at the start of an output
+row, at its end, or over all of it, where the first and/or the last K // 2 of those R + K - 1 input
+values are padding ("same" padding): the products that read them, zeros, are left out (oneDNN's
+direct kernels leave them out too), which changes no sum but, at most, the sign of a zero. The wide tiles (V = 2) take them tap
+by tap, each tap from its own entry of ``varying``. ``outer_row_tile_RxV_kK_at(edge, ...)`` picks
+the tile for an edge (0 none, 1 start, 2 end, 3 both); its ``length`` counts taps.
 
 ``row_tile_FxV(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters)``
 computes F output channels x V vectors of output pixels of a stride-1 convolution, the pixels along
@@ -454,7 +461,7 @@ def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     s12_0 = zeros(w)
     s13_0 = zeros(w)
     for k in range(length):
-        at = base + varying[k]
+        at = base + varying[k * 3]
         wt = k * 3 * w_stride + w_col
         w0_0 = load(w, wt + 0 * w_stride + 0 * L)
         w1_0 = load(w, wt + 1 * w_stride + 0 * L)
@@ -510,6 +517,220 @@ def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
 outer_row_tile_14x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3)
 
 
+def _outer_row_tile_14x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0)
+        x15 = broadcast(x, at + 15)
+        s13_0 = fma(x15, w2_0, s13_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k3_l = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_l)
+
+
+def _outer_row_tile_14x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0_0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k3_r = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_r)
+
+
+def _outer_row_tile_14x1_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_lr)
+
+
 def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps; see the module docstring."""
     L = lanes(w)
@@ -528,7 +749,7 @@ def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     s12_0 = zeros(w)
     s13_0 = zeros(w)
     for k in range(length):
-        at = base + varying[k]
+        at = base + varying[k * 5]
         wt = k * 5 * w_stride + w_col
         w0_0 = load(w, wt + 0 * w_stride + 0 * L)
         w1_0 = load(w, wt + 1 * w_stride + 0 * L)
@@ -590,6 +811,230 @@ def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
 outer_row_tile_14x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5)
 
 
+def _outer_row_tile_14x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0); s7_0 = fma(x10, w3_0, s7_0); s6_0 = fma(x10, w4_0, s6_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0); s8_0 = fma(x11, w3_0, s8_0); s7_0 = fma(x11, w4_0, s7_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0); s9_0 = fma(x12, w3_0, s9_0); s8_0 = fma(x12, w4_0, s8_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0); s10_0 = fma(x13, w3_0, s10_0); s9_0 = fma(x13, w4_0, s9_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0); s11_0 = fma(x14, w3_0, s11_0); s10_0 = fma(x14, w4_0, s10_0)
+        x15 = broadcast(x, at + 15)
+        s13_0 = fma(x15, w2_0, s13_0); s12_0 = fma(x15, w3_0, s12_0); s11_0 = fma(x15, w4_0, s11_0)
+        x16 = broadcast(x, at + 16)
+        s13_0 = fma(x16, w3_0, s13_0); s12_0 = fma(x16, w4_0, s12_0)
+        x17 = broadcast(x, at + 17)
+        s13_0 = fma(x17, w4_0, s13_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k5_l = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_l)
+
+
+def _outer_row_tile_14x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0_0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0); s7_0 = fma(x10, w3_0, s7_0); s6_0 = fma(x10, w4_0, s6_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0); s8_0 = fma(x11, w3_0, s8_0); s7_0 = fma(x11, w4_0, s7_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0); s9_0 = fma(x12, w3_0, s9_0); s8_0 = fma(x12, w4_0, s8_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0); s10_0 = fma(x13, w3_0, s10_0); s9_0 = fma(x13, w4_0, s9_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0); s11_0 = fma(x14, w3_0, s11_0); s10_0 = fma(x14, w4_0, s10_0)
+        x15 = broadcast(x, at + 15)
+        s13_0 = fma(x15, w2_0, s13_0); s12_0 = fma(x15, w3_0, s12_0); s11_0 = fma(x15, w4_0, s11_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k5_r = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_r)
+
+
+def _outer_row_tile_14x1_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """14 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    s8_0 = zeros(w)
+    s9_0 = zeros(w)
+    s10_0 = zeros(w)
+    s11_0 = zeros(w)
+    s12_0 = zeros(w)
+    s13_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s8_0 = fma(x8, w0_0, s8_0); s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s9_0 = fma(x9, w0_0, s9_0); s8_0 = fma(x9, w1_0, s8_0); s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+        x10 = broadcast(x, at + 10)
+        s10_0 = fma(x10, w0_0, s10_0); s9_0 = fma(x10, w1_0, s9_0); s8_0 = fma(x10, w2_0, s8_0); s7_0 = fma(x10, w3_0, s7_0); s6_0 = fma(x10, w4_0, s6_0)
+        x11 = broadcast(x, at + 11)
+        s11_0 = fma(x11, w0_0, s11_0); s10_0 = fma(x11, w1_0, s10_0); s9_0 = fma(x11, w2_0, s9_0); s8_0 = fma(x11, w3_0, s8_0); s7_0 = fma(x11, w4_0, s7_0)
+        x12 = broadcast(x, at + 12)
+        s12_0 = fma(x12, w0_0, s12_0); s11_0 = fma(x12, w1_0, s11_0); s10_0 = fma(x12, w2_0, s10_0); s9_0 = fma(x12, w3_0, s9_0); s8_0 = fma(x12, w4_0, s8_0)
+        x13 = broadcast(x, at + 13)
+        s13_0 = fma(x13, w0_0, s13_0); s12_0 = fma(x13, w1_0, s12_0); s11_0 = fma(x13, w2_0, s11_0); s10_0 = fma(x13, w3_0, s10_0); s9_0 = fma(x13, w4_0, s9_0)
+        x14 = broadcast(x, at + 14)
+        s13_0 = fma(x14, w1_0, s13_0); s12_0 = fma(x14, w2_0, s12_0); s11_0 = fma(x14, w3_0, s11_0); s10_0 = fma(x14, w4_0, s10_0)
+        x15 = broadcast(x, at + 15)
+        s13_0 = fma(x15, w2_0, s13_0); s12_0 = fma(x15, w3_0, s12_0); s11_0 = fma(x15, w4_0, s11_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+    store(tile, (8) * L, s8_0)
+    store(tile, (9) * L, s9_0)
+    store(tile, (10) * L, s10_0)
+    store(tile, (11) * L, s11_0)
+    store(tile, (12) * L, s12_0)
+    store(tile, (13) * L, s13_0)
+
+
+outer_row_tile_14x1_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_lr)
+
+
 def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps; see the module docstring."""
     L = lanes(w)
@@ -602,7 +1047,7 @@ def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     s6_0 = zeros(w)
     s7_0 = zeros(w)
     for k in range(length):
-        at = base + varying[k]
+        at = base + varying[k * 3]
         wt = k * 3 * w_stride + w_col
         w0_0 = load(w, wt + 0 * w_stride + 0 * L)
         w1_0 = load(w, wt + 1 * w_stride + 0 * L)
@@ -640,6 +1085,148 @@ def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
 outer_row_tile_8x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3)
 
 
+def _outer_row_tile_8x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+        x9 = broadcast(x, at + 9)
+        s7_0 = fma(x9, w2_0, s7_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k3_l = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_l)
+
+
+def _outer_row_tile_8x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0_0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k3_r = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_r)
+
+
+def _outer_row_tile_8x1_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 3 taps, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 3]
+        wt = k * 3 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_lr)
+
+
 def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps; see the module docstring."""
     L = lanes(w)
@@ -652,7 +1239,7 @@ def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     s6_0 = zeros(w)
     s7_0 = zeros(w)
     for k in range(length):
-        at = base + varying[k]
+        at = base + varying[k * 5]
         wt = k * 5 * w_stride + w_col
         w0_0 = load(w, wt + 0 * w_stride + 0 * L)
         w1_0 = load(w, wt + 1 * w_stride + 0 * L)
@@ -694,6 +1281,1210 @@ def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
 
 
 outer_row_tile_8x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5)
+
+
+def _outer_row_tile_8x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+        x10 = broadcast(x, at + 10)
+        s7_0 = fma(x10, w3_0, s7_0); s6_0 = fma(x10, w4_0, s6_0)
+        x11 = broadcast(x, at + 11)
+        s7_0 = fma(x11, w4_0, s7_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k5_l = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_l)
+
+
+def _outer_row_tile_8x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0_0, s0_0)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0_0, s1_0); s0_0 = fma(x1, w1_0, s0_0)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k5_r = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_r)
+
+
+def _outer_row_tile_8x1_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """8 consecutive pixels x 1 vector(s) of columns per tile, kernel rows of 5 taps, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w)
+    s1_0 = zeros(w)
+    s2_0 = zeros(w)
+    s3_0 = zeros(w)
+    s4_0 = zeros(w)
+    s5_0 = zeros(w)
+    s6_0 = zeros(w)
+    s7_0 = zeros(w)
+    for k in range(length):
+        at = base + varying[k * 5]
+        wt = k * 5 * w_stride + w_col
+        w0_0 = load(w, wt + 0 * w_stride + 0 * L)
+        w1_0 = load(w, wt + 1 * w_stride + 0 * L)
+        w2_0 = load(w, wt + 2 * w_stride + 0 * L)
+        w3_0 = load(w, wt + 3 * w_stride + 0 * L)
+        w4_0 = load(w, wt + 4 * w_stride + 0 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0_0, s2_0); s1_0 = fma(x2, w1_0, s1_0); s0_0 = fma(x2, w2_0, s0_0)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0_0, s3_0); s2_0 = fma(x3, w1_0, s2_0); s1_0 = fma(x3, w2_0, s1_0); s0_0 = fma(x3, w3_0, s0_0)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0_0, s4_0); s3_0 = fma(x4, w1_0, s3_0); s2_0 = fma(x4, w2_0, s2_0); s1_0 = fma(x4, w3_0, s1_0); s0_0 = fma(x4, w4_0, s0_0)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0_0, s5_0); s4_0 = fma(x5, w1_0, s4_0); s3_0 = fma(x5, w2_0, s3_0); s2_0 = fma(x5, w3_0, s2_0); s1_0 = fma(x5, w4_0, s1_0)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0_0, s6_0); s5_0 = fma(x6, w1_0, s5_0); s4_0 = fma(x6, w2_0, s4_0); s3_0 = fma(x6, w3_0, s3_0); s2_0 = fma(x6, w4_0, s2_0)
+        x7 = broadcast(x, at + 7)
+        s7_0 = fma(x7, w0_0, s7_0); s6_0 = fma(x7, w1_0, s6_0); s5_0 = fma(x7, w2_0, s5_0); s4_0 = fma(x7, w3_0, s4_0); s3_0 = fma(x7, w4_0, s3_0)
+        x8 = broadcast(x, at + 8)
+        s7_0 = fma(x8, w1_0, s7_0); s6_0 = fma(x8, w2_0, s6_0); s5_0 = fma(x8, w3_0, s5_0); s4_0 = fma(x8, w4_0, s4_0)
+        x9 = broadcast(x, at + 9)
+        s7_0 = fma(x9, w2_0, s7_0); s6_0 = fma(x9, w3_0, s6_0); s5_0 = fma(x9, w4_0, s5_0)
+    store(tile, (0) * L, s0_0)
+    store(tile, (1) * L, s1_0)
+    store(tile, (2) * L, s2_0)
+    store(tile, (3) * L, s3_0)
+    store(tile, (4) * L, s4_0)
+    store(tile, (5) * L, s5_0)
+    store(tile, (6) * L, s6_0)
+    store(tile, (7) * L, s7_0)
+
+
+outer_row_tile_8x1_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_lr)
+
+
+def _outer_row_tile_7x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k3_l = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_l)
+
+
+def _outer_row_tile_7x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k3_r = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_r)
+
+
+def _outer_row_tile_7x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_lr)
+
+
+def _outer_row_tile_7x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k5_l = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_l)
+
+
+def _outer_row_tile_7x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k5_r = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_r)
+
+
+def _outer_row_tile_7x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """7 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    s6_0 = zeros(w); s6_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        x6 = broadcast(x, at + 6)
+        s6_0 = fma(x6, w0, s6_0); s6_1 = fma(x6, w1, s6_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+    store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
+
+
+outer_row_tile_7x2_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_lr)
+
+
+def _outer_row_tile_6x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k3_l = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_l)
+
+
+def _outer_row_tile_6x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k3_r = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_r)
+
+
+def _outer_row_tile_6x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 3 taps tap by tap, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 3 * w_stride + w_col
+        at = base + varying[k * 3 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 3 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_lr)
+
+
+def _outer_row_tile_6x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, at a row's start; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k5_l = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_l)
+
+
+def _outer_row_tile_6x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, at a row's end; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k5_r = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_r)
+
+
+def _outer_row_tile_6x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
+    """6 consecutive pixels x 2 vector(s) of columns per tile, kernel rows of 5 taps tap by tap, a whole row; see the module docstring."""
+    L = lanes(w)
+    s0_0 = zeros(w); s0_1 = zeros(w)
+    s1_0 = zeros(w); s1_1 = zeros(w)
+    s2_0 = zeros(w); s2_1 = zeros(w)
+    s3_0 = zeros(w); s3_1 = zeros(w)
+    s4_0 = zeros(w); s4_1 = zeros(w)
+    s5_0 = zeros(w); s5_1 = zeros(w)
+    for k in range(length):
+        wt = k * 5 * w_stride + w_col
+        at = base + varying[k * 5 + 0]
+        w0 = load(w, wt + 0 * w_stride + 0 * L); w1 = load(w, wt + 0 * w_stride + 1 * L)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 1]
+        w0 = load(w, wt + 1 * w_stride + 0 * L); w1 = load(w, wt + 1 * w_stride + 1 * L)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 2]
+        w0 = load(w, wt + 2 * w_stride + 0 * L); w1 = load(w, wt + 2 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        x5 = broadcast(x, at + 5)
+        s5_0 = fma(x5, w0, s5_0); s5_1 = fma(x5, w1, s5_1)
+        at = base + varying[k * 5 + 3]
+        w0 = load(w, wt + 3 * w_stride + 0 * L); w1 = load(w, wt + 3 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+        x4 = broadcast(x, at + 4)
+        s4_0 = fma(x4, w0, s4_0); s4_1 = fma(x4, w1, s4_1)
+        at = base + varying[k * 5 + 4]
+        w0 = load(w, wt + 4 * w_stride + 0 * L); w1 = load(w, wt + 4 * w_stride + 1 * L)
+        x0 = broadcast(x, at + 0)
+        s0_0 = fma(x0, w0, s0_0); s0_1 = fma(x0, w1, s0_1)
+        x1 = broadcast(x, at + 1)
+        s1_0 = fma(x1, w0, s1_0); s1_1 = fma(x1, w1, s1_1)
+        x2 = broadcast(x, at + 2)
+        s2_0 = fma(x2, w0, s2_0); s2_1 = fma(x2, w1, s2_1)
+        x3 = broadcast(x, at + 3)
+        s3_0 = fma(x3, w0, s3_0); s3_1 = fma(x3, w1, s3_1)
+    store(tile, (0) * L, s0_0); store(tile, (1) * L, s0_1)
+    store(tile, (2) * L, s1_0); store(tile, (3) * L, s1_1)
+    store(tile, (4) * L, s2_0); store(tile, (5) * L, s2_1)
+    store(tile, (6) * L, s3_0); store(tile, (7) * L, s3_1)
+    store(tile, (8) * L, s4_0); store(tile, (9) * L, s4_1)
+    store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
+
+
+outer_row_tile_6x2_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_lr)
+
+
+def _outer_row_tile_14x1_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 14x1 tile over kernel rows of 3 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_14x1_k3(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_14x1_k3_l(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_14x1_k3_r(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_14x1_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
+
+
+outer_row_tile_14x1_k3_at = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_at)
+
+
+def _outer_row_tile_14x1_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 14x1 tile over kernel rows of 5 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_14x1_k5(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_14x1_k5_l(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_14x1_k5_r(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_14x1_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
+
+
+outer_row_tile_14x1_k5_at = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_at)
+
+
+def _outer_row_tile_8x1_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 8x1 tile over kernel rows of 3 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_8x1_k3(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_8x1_k3_l(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_8x1_k3_r(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_8x1_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
+
+
+outer_row_tile_8x1_k3_at = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_at)
+
+
+def _outer_row_tile_8x1_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 8x1 tile over kernel rows of 5 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_8x1_k5(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_8x1_k5_l(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_8x1_k5_r(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_8x1_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
+
+
+outer_row_tile_8x1_k5_at = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_at)
+
+
+def _outer_row_tile_7x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 7x2 tile over kernel rows of 3 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_7x2_k3_l(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_7x2_k3_r(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_7x2_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
+
+
+outer_row_tile_7x2_k3_at = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_at)
+
+
+def _outer_row_tile_7x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 7x2 tile over kernel rows of 5 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_7x2_k5_l(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_7x2_k5_r(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_7x2_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
+
+
+outer_row_tile_7x2_k5_at = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_at)
+
+
+def _outer_row_tile_6x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 6x2 tile over kernel rows of 3 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_6x2_k3_l(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_6x2_k3_r(x, base, varying, length // 3, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_6x2_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
+
+
+outer_row_tile_6x2_k3_at = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_at)
+
+
+def _outer_row_tile_6x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
+    """The 6x2 tile over kernel rows of 5 taps for an ``edge`` of an output row; see the module docstring."""
+    if edge == 0:
+        outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile)
+    elif edge == 1:
+        outer_row_tile_6x2_k5_l(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 2:
+        outer_row_tile_6x2_k5_r(x, base, varying, length // 5, w, w_stride, w_col, tile)
+    elif edge == 3:
+        outer_row_tile_6x2_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
+
+
+outer_row_tile_6x2_k5_at = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_at)
 
 
 def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
