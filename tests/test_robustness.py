@@ -459,6 +459,26 @@ def test_atomic_write_names_the_file_it_could_not_write(tmp_path, monkeypatch):
     assert (tmp_path / "history.json").read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_gives_a_new_file_the_permissions_open_would(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        (tmp_path / "by-open.json").write_text("{}")
+        checkpoint.atomic_write(tmp_path / "metrics.json", lambda f: f.write(b"{}"))
+    finally:
+        os.umask(previous)
+    assert oct(os.stat(tmp_path / "metrics.json").st_mode & 0o777) == oct(0o666 & ~umask)
+    assert os.stat(tmp_path / "metrics.json").st_mode == os.stat(tmp_path / "by-open.json").st_mode
+
+
+def test_atomic_write_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    checkpoint.atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and oct(os.stat(path).st_mode & 0o777) == oct(0o640)
+
+
 @pytest.mark.parametrize("error", [(13, "Permission denied"), (30, "Read-only file system")])
 def test_an_unwritable_or_read_only_out_is_one_clear_line(fashion_mnist_dir, tmp_path, monkeypatch, capsys, error):
     """The tests run as root, which chmod cannot stop, so the OS's refusal is simulated where the run first writes."""

@@ -11,6 +11,7 @@ raises ``CheckpointError("not a minicnn checkpoint: <why>")``, never a raw Pytho
 import json
 import os
 import pathlib
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -41,20 +42,47 @@ def fsync_folder(folder):
         os.close(fd)
 
 
+def _umask():
+    """The process's file-creation mask (Linux: read from /proc/self/status, so no other thread
+    sees it changed; elsewhere set and restored at once)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(path):
+    """The permissions ``path`` gets when rewritten: its own if it exists, else what ``open(path, "w")``
+    would give it (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it into place.
 
     A crash leaves either the old file or the new one, never half of one; the folder is fsynced
-    after the rename. An OS error (disk full, read-only folder, ``path`` is a folder) becomes an
-    ``OutputError`` naming ``path``, and the temporary file is removed.
+    after the rename. The file keeps its permissions, or a new one gets those of ``open(path,
+    "w")`` (``mkstemp``'s own are 0o600). An OS error (disk full, read-only folder, ``path`` is a
+    folder) becomes an ``OutputError`` naming ``path``, and the temporary file is removed.
     """
     path = pathlib.Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = file_mode(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX)
     except OSError as e:
         raise OutputError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
