@@ -3,7 +3,7 @@
     python -m benchmarks [--quick] [--threads N] [--out DIR] [--update-readme]
 
 Runs the per-layer and per-model comparisons, the thread-policy comparison,
-scaling with batch size and threads, peak memory and Numba compile time,
+inference after idle time, scaling with batch size and threads, peak memory and Numba compile time,
 then writes ``results.json``, ``results.md``, ``ratios.png`` and ``scaling.png``.
 ``--quick`` finishes in about a minute (fewer batch sizes and repeats, no memory
 or compile probes).
@@ -52,6 +52,8 @@ def main(argv=None):
     rows += suites.model_suite(model_batches, budget, _log)
     print("thread pools (Numba against BLAS):")
     rows += suites.thread_policy_suite(threads, budget, _log)
+    print("after idle time (a call every 100 ms):")
+    rows += suites.idle_suite(5 if args.quick else 15, _log)
     print("per layer:")
     rows += suites.layer_suite(layer_batches, budget, _log)
     print("under load (a busy process pinned to one core):")

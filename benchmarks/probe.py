@@ -1,9 +1,10 @@
 """Measurements that need a fresh process: peak memory of a training step, the thread policies,
-and Numba compile time.
+inference after idle time, and Numba compile time.
 
     python -m benchmarks.probe memory ENGINE MODEL BATCH
     python -m benchmarks.probe policy THREADS REPEATS [--blas-threads N]
     python -m benchmarks.probe compile
+    python -m benchmarks.probe idle BIND REPEATS
 
 Each prints one JSON line; ``run`` starts one and reads it. Thread policies need a fresh
 process because the thread pools read their settings once, when they start.
@@ -17,6 +18,7 @@ For minicnn, tracemalloc's peak of numpy's allocations is reported beside it.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,6 +80,29 @@ def policy(threads, repeats, blas_threads=None):
     return rows
 
 
+def idle(bind, repeats, gap=0.1):
+    """Inference at batch 1 with the process asleep ``gap`` seconds before each call, as a server
+    between requests or a notebook between cells: minicnn and torch alternate, a sleep before every
+    call. ``bind`` 0 calls ``set_num_threads(bind_workers=False)`` before minicnn's first kernel.
+    Returns a row per seed model of median/min/max milliseconds per call."""
+    mc.set_num_threads(bind_workers=bool(bind))
+    rows = []
+    for name in SEED_MODELS:
+        pair = ModelPair(name, 1, np.random.default_rng(4))
+        times = {pair.infer: [], pair.infer_torch: []}
+        for _ in range(2):  # warm-up
+            pair.infer(), pair.infer_torch()
+        for _ in range(repeats):
+            for call, samples in times.items():
+                time.sleep(gap)
+                start = time.perf_counter()
+                call()
+                samples.append((time.perf_counter() - start) * 1e3)
+        ours, theirs = (dict(median=statistics.median(s), min=min(s), max=max(s)) for s in times.values())
+        rows.append(dict(name=name, minicnn=ours, torch=theirs))
+    return rows
+
+
 def compile_time():
     """Seconds of the first training step and inference of every seed model in a fresh process
     (Numba compiles, or loads from its cache, at a kernel's first call), then of the same work again."""
@@ -131,11 +156,16 @@ def main(argv=None):
     pol.add_argument("repeats", type=int)
     pol.add_argument("--blas-threads", type=int, default=None, help="default: minicnn's policy")
     sub.add_parser("compile")
+    idl = sub.add_parser("idle")
+    idl.add_argument("bind", type=int, choices=[0, 1], help="0: Numba's workers not bound to cores")
+    idl.add_argument("repeats", type=int)
     args = parser.parse_args(argv)
     if args.probe == "memory":
         answer = memory(args.engine, args.model, args.batch)
     elif args.probe == "policy":
         answer = policy(args.threads, args.repeats, args.blas_threads)
+    elif args.probe == "idle":
+        answer = idle(args.bind, args.repeats)
     else:
         answer = compile_time()
     print(json.dumps(answer))

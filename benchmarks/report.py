@@ -55,6 +55,13 @@ def markdown(results):
         out += [f"| {r['name']} | {r['phase']} | {_ms(r['minicnn'])} | {_ms(r['torch'])} | {_ratio(r):.2f} |"
                 for r in policy]
         out.append("")
+    idle = [r for r in rows if r["kind"] == "idle"]
+    if idle:
+        out += ["### After idle time: inference at batch 1, one call every 100 ms of sleep (each policy in a "
+                "fresh process)", "", "| model | policy | minicnn ms | torch ms | ratio |", "|---|---|---:|---:|---:|"]
+        out += [f"| {r['name']} | {r['phase']} | {_ms(r['minicnn'])} | {_ms(r['torch'])} | {_ratio(r):.2f} |"
+                for r in idle]
+        out.append("")
     load = [r for r in rows if r["kind"] == "load"]
     if load:
         out += ["### Under load: a busy process pinned to one core (training step, batch 64)", "",

@@ -147,6 +147,20 @@ def thread_policy_suite(threads, budget, log):
     return rows
 
 
+IDLE_POLICIES = [("Numba's workers bound to a core each (default)", 1),
+                 ("workers not bound (set_num_threads(bind_workers=False))", 0)]
+
+
+def idle_suite(repeats, log):
+    """Inference at batch 1, one call every 100 ms of sleep, each policy in a fresh process (probe.idle)."""
+    rows = []
+    for label, bind in IDLE_POLICIES:
+        for row in probe.run("idle", bind, repeats):
+            rows.append(dict(kind="idle", phase=label, batch=1, **row))
+            log(rows[-1])
+    return rows
+
+
 def load_suite(budget, log, batch=64):
     """Each seed model's training step with and without a busy process pinned to one core.
 

@@ -24,6 +24,10 @@ first, and freed memory is kept for reuse.
   processes: 11.1-14.2 ms passive, 8.7-10.6 ms with the default; AMD EPYC). README, "Threads", has
   the measurements under load.
 
+* **Workers bound to a core each.** When the pool starts, each of Numba's worker threads is bound to
+  one of the process's cores (the calling thread never is): unbound, a parallel region after the
+  process had slept 100 ms took 7.6 ms instead of 0.35 (AMD EPYC; "A core per worker" below).
+
 **Freed memory is kept for reuse** (glibc only): arrays up to 32 MB come from malloc's heap instead of
 fresh ``mmap`` pages, and freed memory is not handed back to the kernel at once. A step allocates its
 temporaries and outputs again each time, and fresh pages cost a page fault each; measured on the AMD
@@ -39,10 +43,13 @@ measured by ``make bench`` (README, "Benchmarks").
 import contextlib
 import ctypes
 import os
+import threading
 import time
 import types
 
 import numba
+import numpy as np
+from numba import prange
 
 MALLOC_TUNED = False  # set by configure_at_import: did it keep freed memory for reuse?
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
@@ -53,8 +60,9 @@ _openblas = None  # [(get, set)] of the OpenBLAS libraries loaded, found at the 
 
 
 def start_numba_pool():
-    """Start Numba's threads, once (the module docstring says why not at import). Every path of
-    minicnn that runs or sizes a parallel kernel calls it first."""
+    """Start Numba's threads, once (the module docstring says why not at import), and bind its
+    workers to a core each (``bind_workers``). Every path of minicnn that runs or sizes a parallel
+    kernel calls it first."""
     global _pool_started
     if not _pool_started:
         try:
@@ -63,6 +71,76 @@ def start_numba_pool():
             return
         parallel._launch_threads()
         _pool_started = True
+        if BIND_WORKERS:
+            bind_worker_threads(True)
+
+
+# ---------------------------------------------------------------------------
+# A core per worker
+# ---------------------------------------------------------------------------
+# A parallel region after the process slept took a scheduler tick or two: on the 2-core AMD EPYC, a
+# 1M-element ReLU as a parallel region took 0.05 ms back to back and 7.6 ms after a 100 ms sleep
+# (0.33 ms serially), and torch's own regions did the same. The worker, asleep, was woken onto the
+# core of the calling thread, which waited for it at the region's end barrier, spinning; with the
+# worker bound to its own core, 0.35 ms (README, "Threads"). Only Numba's workers are bound: the
+# calling thread, yours, keeps the affinity you gave it.
+BIND_WORKERS = True  # set_num_threads(bind_workers=False) turns it off
+_workers = {}  # {native thread id: core} of the workers bound
+
+
+def _worker_thread_ids(gettid, out):
+    """out[i] = the native thread id of Numba's thread i (each thread writes its own entry)."""
+    for _ in prange(out.size * 64):
+        out[numba.get_thread_id()] = gettid()
+
+
+_worker_thread_ids_kernel = None
+
+
+def _native_thread_ids():
+    """The native thread ids of Numba's threads, index = ``numba.get_thread_id()`` (0: the caller),
+    found by a region on every thread; None where glibc has no ``gettid``."""
+    global _worker_thread_ids_kernel
+    try:
+        gettid = ctypes.CDLL(None).gettid
+    except AttributeError:
+        return None
+    gettid.argtypes, gettid.restype = [], ctypes.c_int
+    if _worker_thread_ids_kernel is None:
+        _worker_thread_ids_kernel = numba.njit(parallel=True, cache=True)(_worker_thread_ids)
+    threads = numba.get_num_threads()
+    out = np.zeros(numba.config.NUMBA_NUM_THREADS, np.int64)
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        _worker_thread_ids_kernel(gettid, out)
+    finally:
+        numba.set_num_threads(threads)
+    return [int(tid) for tid in out]
+
+
+def bind_worker_threads(bind):
+    """Bind each of Numba's worker threads to one core of the process's cores (worker i to the i-th,
+    wrapping around), or with ``bind=False`` give them back every core of the process. The calling
+    thread is never bound. Returns {native thread id: core} of the workers bound."""
+    global BIND_WORKERS
+    BIND_WORKERS = bool(bind)
+    if not _pool_started:
+        return {}
+    cores = sorted(os.sched_getaffinity(0))
+    if bind and not _workers:
+        ids = _native_thread_ids() or []
+        caller = threading.get_native_id()
+        for index, tid in enumerate(ids):
+            if index and tid and tid != caller:
+                _workers[tid] = cores[index % len(cores)]
+    for tid, core in list(_workers.items()):
+        try:
+            os.sched_setaffinity(tid, {core} if bind else cores)
+        except OSError:  # the thread is gone, or the core is not ours any more
+            del _workers[tid]
+    if not bind:
+        _workers.clear()
+    return dict(_workers)
 
 
 def _keep_freed_memory():
@@ -136,13 +214,14 @@ def blas_threads(threads=None):
                 put(count)
 
 
-def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None):
+def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None, bind_workers=None):
     """Use ``threads`` Numba threads (default: all cores); ``blas_threads`` (default: unchanged, 1 at
     first) is what minicnn's own matrix products get; ``adapt_to_load`` (default: unchanged, True at
-    first) gives up a thread per core that other processes keep busy (``free_threads``). Returns
-    the Numba thread count.
+    first) gives up a thread per core that other processes keep busy (``free_threads``);
+    ``bind_workers`` (default: unchanged, True at first) binds each of Numba's worker threads to a
+    core (the calling thread never). Returns the Numba thread count.
     """
-    global BLAS_THREADS, ADAPT_TO_LOAD
+    global BLAS_THREADS, ADAPT_TO_LOAD, BIND_WORKERS
     if adapt_to_load is not None:
         ADAPT_TO_LOAD = bool(adapt_to_load)
     threads = numba.config.NUMBA_NUM_THREADS if threads is None else int(threads)
@@ -153,7 +232,11 @@ def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None):
         if int(blas_threads) < 1:
             raise ValueError(f"set_num_threads: blas_threads must be at least 1, got {blas_threads}")
         BLAS_THREADS = int(blas_threads)
+    if bind_workers is not None:
+        BIND_WORKERS = bool(bind_workers)  # before the pool starts, so that it starts as asked
     start_numba_pool()
+    if bind_workers is not None:
+        bind_worker_threads(BIND_WORKERS)
     numba.set_num_threads(threads)
     return threads
 

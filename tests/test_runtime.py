@@ -1,4 +1,5 @@
 """The load policy of minicnn.runtime: a thread is given up per core that other processes keep busy."""
+import json
 import os
 import subprocess
 import sys
@@ -52,3 +53,44 @@ def test_adapt_to_load_off_keeps_every_thread(monkeypatch):
     monkeypatch.setattr(runtime, "ADAPT_TO_LOAD", True)
     monkeypatch.setattr(runtime, "time", types.SimpleNamespace(monotonic=lambda: 0.1))  # inside the window
     assert runtime.free_threads(2) == 1
+
+
+BIND_PROBE = """{first}
+import json, os, threading, numba, numpy as np, minicnn
+from minicnn import runtime
+{before}
+minicnn.Conv2d(4, 8, 3)(np.ones((64, 4, 32, 32), np.float32))  # a parallel kernel starts Numba's pool
+ids = runtime._native_thread_ids()
+def affinity():
+    return {{tid: sorted(os.sched_getaffinity(tid)) for tid in ids}}
+state = dict(cores=sorted(os.sched_getaffinity(0)), caller=threading.get_native_id(), ids=ids,
+             threads=numba.config.NUMBA_NUM_THREADS, tasks=sorted(map(int, os.listdir('/proc/self/task'))),
+             at_start=affinity())
+minicnn.set_num_threads(bind_workers=False)
+state['unbound'] = affinity()
+minicnn.set_num_threads(bind_workers=True)
+state['bound_again'] = affinity()
+print(json.dumps(state))
+"""
+
+
+@pytest.mark.parametrize("first", ["import minicnn, numpy, torch", "import numpy, torch, minicnn"])
+@pytest.mark.parametrize("before", ["", "minicnn.set_num_threads(bind_workers=False)"])
+def test_numba_workers_are_bound_to_a_core_each_and_the_calling_thread_is_not(first, before):
+    """Whichever libgomp runs Numba's pool (torch's, when torch came first), its first parallel kernel
+    binds worker i to the i-th of the process's cores and leaves the calling thread alone;
+    ``set_num_threads(bind_workers=False)`` gives the workers every core back, or, called first,
+    starts them unbound."""
+    code = BIND_PROBE.format(first=first, before=before)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    cores, ids = state["cores"], state["ids"]
+    affinity = {name: {int(tid): cpus for tid, cpus in state[name].items()} for name in
+                ("at_start", "unbound", "bound_again")}
+    assert len(ids) == state["threads"] and len(set(ids)) == len(ids) and set(ids) <= set(state["tasks"])
+    assert ids[0] == state["caller"]
+    bound = {tid: [cores[i % len(cores)]] for i, tid in enumerate(ids) if i}
+    everywhere = {tid: cores for tid in ids}
+    assert affinity["at_start"] == ({**bound, ids[0]: cores} if not before else everywhere)
+    assert affinity["unbound"] == everywhere
+    assert affinity["bound_again"] == {**bound, ids[0]: cores}
