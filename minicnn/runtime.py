@@ -80,10 +80,10 @@ def start_numba_pool():
 # ---------------------------------------------------------------------------
 # A parallel region after the process slept took a scheduler tick or two: on the 2-core AMD EPYC, a
 # 1M-element ReLU as a parallel region took 0.05 ms back to back and 7.6 ms after a 100 ms sleep
-# (0.33 ms serially), and torch's own regions did the same. The worker, asleep, was woken onto the
-# core of the calling thread, which waited for it at the region's end barrier, spinning; with the
-# worker bound to its own core, 0.35 ms (README, "Threads"). Only Numba's workers are bound: the
-# calling thread, yours, keeps the affinity you gave it.
+# (0.33 ms serially), and torch's own regions did the same; with the worker bound to its own core,
+# 0.35 ms (README, "Threads"). `perf sched timehist` showed the woken worker queued on the core of
+# the calling thread, which spun at the region's end barrier in its turns, while the other core
+# idled. Only Numba's workers are bound: the calling thread, yours, keeps the affinity you gave it.
 BIND_WORKERS = True  # set_num_threads(bind_workers=False) turns it off
 _workers = {}  # {native thread id: core} of the workers bound
 
