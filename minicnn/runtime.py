@@ -46,8 +46,10 @@ import os
 import threading
 import time
 import types
+import warnings
 
 import numba
+import numba.core.errors
 import numpy as np
 from numba import prange
 
@@ -72,7 +74,10 @@ def start_numba_pool():
         parallel._launch_threads()
         _pool_started = True
         if BIND_WORKERS:
-            bind_worker_threads(True)
+            try:
+                bind_worker_threads(True)
+            except (OSError, numba.core.errors.NumbaError) as error:  # a speed-up only: compute unbound
+                warnings.warn(f"minicnn: Numba's worker threads stay unbound ({error})", RuntimeWarning, stacklevel=2)
 
 
 # ---------------------------------------------------------------------------

@@ -94,3 +94,22 @@ def test_numba_workers_are_bound_to_a_core_each_and_the_calling_thread_is_not(fi
     assert affinity["at_start"] == ({**bound, ids[0]: cores} if not before else everywhere)
     assert affinity["unbound"] == everywhere
     assert affinity["bound_again"] == {**bound, ids[0]: cores}
+
+
+def test_a_pool_that_cannot_be_bound_computes_unbound_with_a_warning():
+    """Binding is a speed-up only: where the workers cannot be found (here: the probe fails as an
+    unsupported platform would), the first kernel warns once and computes what the naive kernel does."""
+    code = ("import warnings, numpy as np, numba.core.errors, minicnn\n"
+            "from minicnn import runtime\n"
+            "from minicnn.functional import conv\n"
+            "def fail(): raise numba.core.errors.NumbaError('no gettid here')\n"
+            "runtime._native_thread_ids = fail\n"
+            "x, w, b = np.ones((64, 4, 32, 32)), np.ones((8, 4, 3, 3)), np.zeros(8)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    out, _ = conv.conv2d_forward(x, w, b, (1, 1), (0, 0, 0, 0))\n"
+            "    again, _ = conv.conv2d_forward(x, w, b, (1, 1), (0, 0, 0, 0))\n"
+            "ref, _ = conv.conv2d_forward_naive(x, w, b, (1, 1), (0, 0, 0, 0))\n"
+            "print([str(c.message) for c in caught], runtime._workers, np.array_equal(out, ref), np.array_equal(again, ref))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("[\"minicnn: Numba's worker threads stay unbound (no gettid here)\"] {} True True")
