@@ -666,7 +666,7 @@ def conv2d_backward(dout, cache, input_grad=True):
 def _weight_grad_geometry(x, dout, geo, w_shape):
     """(work, workers, Hp, Wp): the weight gradient's multiply-adds / 32, its workers, the padded input's size."""
     KH, KW = w_shape[2:]
-    work = _multiply_adds(dout.shape, int(np.prod(w_shape[1:]))) // 32
+    work = _multiply_adds(dout.shape, math.prod(w_shape[1:])) // 32
     Hp, Wp = _input_extent(geo.out_h, geo.stride_h, geo.dil_h, KH), _input_extent(geo.out_w, geo.stride_w, geo.dil_w, KW)
     return work, max(1, min(x.shape[0], runtime.threads_for(work))), Hp, Wp
 

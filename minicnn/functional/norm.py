@@ -16,6 +16,7 @@ Training forward (batch statistics)
 
 Eval forward uses ``running_mean`` and ``running_var`` instead of the batch's.
 """
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -250,7 +251,7 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
     checks.check_once(_ACCEPTED, _call_key(x, gamma, beta, running_mean, running_var, batch_stats),
                       _check_arguments, x, gamma, beta, running_mean, running_var, batch_stats)
     N, C = x.shape[0], x.shape[1]
-    x3 = np.ascontiguousarray(x).reshape(N, C, int(np.prod(x.shape[2:], dtype=np.int64)))
+    x3 = np.ascontiguousarray(x).reshape(N, C, math.prod(x.shape[2:]))
     rows = x3.shape[2] == 1  # one value per channel and sample: kernels that walk rows
     out = np.empty_like(x3)
     mean, invstd = np.zeros(C), np.zeros(C)

@@ -5,6 +5,7 @@ and the cache of the last forward, and calls the functional kernels in
 ``minicnn.functional``. Conv2d and MaxPool2d take ``impl="fast"`` (the default)
 or ``impl="naive"``: the readable direct loops, through the same layer code.
 """
+import math
 import numbers
 import warnings
 
@@ -384,7 +385,7 @@ class Flatten(Module):
             raise ValueError(f"{self._name()}: start_dim={self.start_dim}, end_dim={self.end_dim} do not "
                              f"select dims of an input of shape {x.shape}")
         self._cache = x.shape
-        merged = int(np.prod(x.shape[start:end + 1], dtype=np.int64))
+        merged = math.prod(x.shape[start:end + 1])
         out = x.reshape(*x.shape[:start], merged, *x.shape[end + 1:])
         self._out_shape = out.shape
         return out
