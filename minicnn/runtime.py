@@ -74,10 +74,7 @@ def start_numba_pool():
         parallel._launch_threads()
         _pool_started = True
         if BIND_WORKERS:
-            try:
-                bind_worker_threads(True)
-            except (OSError, numba.core.errors.NumbaError) as error:  # a speed-up only: compute unbound
-                warnings.warn(f"minicnn: Numba's worker threads stay unbound ({error})", RuntimeWarning, stacklevel=2)
+            _bind_or_warn(True)
 
 
 # ---------------------------------------------------------------------------
@@ -99,25 +96,22 @@ def _worker_thread_ids(gettid, out):
         out[numba.get_thread_id()] = gettid()
 
 
-_worker_thread_ids_kernel = None
+worker_thread_ids = numba.njit(parallel=True, cache=True)(_worker_thread_ids)
 
 
 def _native_thread_ids():
     """The native thread ids of Numba's threads, index = ``numba.get_thread_id()`` (0: the caller),
     found by a region on every thread; None where glibc has no ``gettid``."""
-    global _worker_thread_ids_kernel
     try:
         gettid = ctypes.CDLL(None).gettid
     except AttributeError:
         return None
     gettid.argtypes, gettid.restype = [], ctypes.c_int
-    if _worker_thread_ids_kernel is None:
-        _worker_thread_ids_kernel = numba.njit(parallel=True, cache=True)(_worker_thread_ids)
     threads = numba.get_num_threads()
     out = np.zeros(numba.config.NUMBA_NUM_THREADS, np.int64)
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     try:
-        _worker_thread_ids_kernel(gettid, out)
+        worker_thread_ids(gettid, out)
     finally:
         numba.set_num_threads(threads)
     return [int(tid) for tid in out]
@@ -146,6 +140,15 @@ def bind_worker_threads(bind):
     if not bind:
         _workers.clear()
     return dict(_workers)
+
+
+def _bind_or_warn(bind):
+    """``bind_worker_threads(bind)``; where the workers cannot be found or bound, a warning, and the
+    pool computes as it is (the binding is a speed-up only)."""
+    try:
+        bind_worker_threads(bind)
+    except (OSError, numba.core.errors.NumbaError) as error:
+        warnings.warn(f"minicnn: Numba's worker threads stay unbound ({error})", RuntimeWarning, stacklevel=3)
 
 
 def _keep_freed_memory():
@@ -239,9 +242,10 @@ def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None, bind_wo
         BLAS_THREADS = int(blas_threads)
     if bind_workers is not None:
         BIND_WORKERS = bool(bind_workers)  # before the pool starts, so that it starts as asked
+    started_before = _pool_started
     start_numba_pool()
-    if bind_workers is not None:
-        bind_worker_threads(BIND_WORKERS)
+    if bind_workers is not None and started_before:
+        _bind_or_warn(BIND_WORKERS)
     numba.set_num_threads(threads)
     return threads
 
