@@ -5,7 +5,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -74,70 +76,100 @@ print(json.dumps({"vector_bytes": simd.VECTOR_BYTES, "fma_registers": registers}
 """
 
 
-def run_compiled_for(tmp_path, script, cpu_name, features=None):
-    """Runs ``script`` in a fresh process whose Numba compiles for ``cpu_name`` (and ``features``, else
-    this machine's), with its own cache; returns what it prints."""
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu_name, NUMBA_CACHE_DIR=str(tmp_path))
-    if features:
-        env["NUMBA_CPU_FEATURES"] = features
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+class Build(NamedTuple):
+    """A script run in a fresh process whose Numba compiles for ``cpu_name`` and ``features`` (None: as
+    this process's would), with a cache of its own; what it prints is the test's evidence."""
+    script: str
+    cpu_name: Optional[str] = None
+    features: Optional[str] = None
+
+
+@pytest.fixture(scope="module")
+def builds(request, tmp_path_factory):
+    """``Build -> CompletedProcess`` for every Build that a test of this session takes as a parameter.
+
+    Numba compiles for one CPU a process, so each build for another CPU is a process of its own: one
+    thread compiling for 15-60 s (eight of them took 191 s one after another). The first test that
+    asks runs all those the session selected, as many at a time as this process has cores; each test
+    then reads its own."""
+    wanted = list(dict.fromkeys(value for item in request.session.items if hasattr(item, "callspec")
+                                for value in item.callspec.params.values() if isinstance(value, Build)))
+    caches = [tmp_path_factory.mktemp("numba-cache") for _ in wanted]
+
+    def run(build, cache):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+        env.update({name: value for name, value in (("NUMBA_CPU_NAME", build.cpu_name),
+                                                    ("NUMBA_CPU_FEATURES", build.features)) if value})
+        return subprocess.run([sys.executable, "-c", build.script], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        return dict(zip(wanted, pool.map(run, wanted, caches)))
+
+
+def output_of(builds, build):
+    """What ``build``'s process printed; its error output if it failed."""
+    result = builds[build]
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_avx2_kernels_in_a_process_compiled_for_avx2(tmp_path):
+# The kernels of 16 vector registers on every path, compiled for AVX2, against the naive loops.
+AVX2_AGAINST_NAIVE = """
+import numpy as np
+from unittest import mock
+from minicnn.functional import conv, fast_conv, simd
+assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.ROW_FILTERS, fast_conv.ROW_VECTORS) == (8, 6, 4, 3)
+assert simd.VECTOR_BYTES == 32
+rng = np.random.default_rng(1)
+cases = [((3, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
+         ((2, 1, 28, 28), (10, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+         ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), (0, 1, 2, 1), (2, 1), 2)]
+for dtype in (np.float32, np.float64):
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for taps, plane, aligned in ((0, 0, -1), (0, 0, 10**9), (10**9, 0, -1), (10**9, 10**9, -1)):
+        with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps,
+                                 ROWS_BELOW_VECTOR=min(taps, 1), PLANE_VECTORS_MAX_SHARE=plane,
+                                 ROW_ALIGNED_MAX_REPEATED=aligned):
+            for xs, ws, stride, pad, dil, groups in cases:
+                x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+                b = rng.standard_normal(ws[0]).astype(dtype)
+                out, cache = conv.conv2d_forward(x, w, b, stride, pad, dil, groups)
+                ref, ref_cache = conv.conv2d_forward_naive(x, w, b, stride, pad, dil, groups)
+                dout = rng.standard_normal(out.shape).astype(dtype)
+                pairs = [(out, ref)] + list(zip(conv.conv2d_backward(dout, cache),
+                                                conv.conv2d_backward_naive(dout, ref_cache)))
+                for got, want in pairs:
+                    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("build", [Build(AVX2_AGAINST_NAIVE, "haswell", AVX2_FEATURES)], ids=["haswell"])
+def test_avx2_kernels_in_a_process_compiled_for_avx2(builds, build):
     """The 16-register kernels (8x1 and 6x2 outer-product tiles, across rows and along them, and 4x3
     row tiles of 32-byte vectors), compiled for an AVX2 CPU in a fresh process
     (``NUMBA_CPU_NAME/FEATURES``), equal the naive loops: every path, both dtypes, groups and strides."""
-    script = textwrap.dedent("""
-        import numpy as np
-        from unittest import mock
-        from minicnn.functional import conv, fast_conv, simd
-        assert (fast_conv.NARROW_ROWS, fast_conv.WIDE_ROWS, fast_conv.ROW_FILTERS, fast_conv.ROW_VECTORS) == (8, 6, 4, 3)
-        assert simd.VECTOR_BYTES == 32
-        rng = np.random.default_rng(1)
-        cases = [((3, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 1),
-                 ((2, 1, 28, 28), (10, 1, 5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 1),
-                 ((2, 4, 9, 8), (6, 2, 3, 3), (2, 1), (0, 1, 2, 1), (2, 1), 2)]
-        for dtype in (np.float32, np.float64):
-            rtol = 1e-4 if dtype == np.float32 else 1e-10
-            for taps, plane, aligned in ((0, 0, -1), (0, 0, 10**9), (10**9, 0, -1), (10**9, 10**9, -1)):
-                with mock.patch.multiple(conv, DIRECT_MAX_TAPS=taps, WEIGHT_ROWS_MAX_TAPS=taps,
-                                         ROWS_BELOW_VECTOR=min(taps, 1), PLANE_VECTORS_MAX_SHARE=plane,
-                                         ROW_ALIGNED_MAX_REPEATED=aligned):
-                    for xs, ws, stride, pad, dil, groups in cases:
-                        x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
-                        b = rng.standard_normal(ws[0]).astype(dtype)
-                        out, cache = conv.conv2d_forward(x, w, b, stride, pad, dil, groups)
-                        ref, ref_cache = conv.conv2d_forward_naive(x, w, b, stride, pad, dil, groups)
-                        dout = rng.standard_normal(out.shape).astype(dtype)
-                        pairs = [(out, ref)] + list(zip(conv.conv2d_backward(dout, cache),
-                                                        conv.conv2d_backward_naive(dout, ref_cache)))
-                        for got, want in pairs:
-                            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
-        print("ok")
-    """)
-    assert run_compiled_for(tmp_path, script, "haswell", AVX2_FEATURES).strip() == "ok"
+    assert output_of(builds, build).strip() == "ok"
 
 
 AVX512_FEATURES = "+avx2,+fma,+avx512f,+avx512vl,+avx512bw,+avx512dq,+avx512cd"
 
 
-@pytest.mark.parametrize("cpu_name, features, register", [
-    ("haswell", AVX2_FEATURES, "ymm"),
-    ("znver4", AVX512_FEATURES, "zmm"),
-    ("skylake-avx512", AVX512_FEATURES, "zmm"),
-    ("sapphirerapids", AVX512_FEATURES, "zmm"),
+@pytest.mark.parametrize("build, register", [
+    (Build(FMA_REGISTERS, "haswell", AVX2_FEATURES), "ymm"),
+    (Build(FMA_REGISTERS, "znver4", AVX512_FEATURES), "zmm"),
+    (Build(FMA_REGISTERS, "skylake-avx512", AVX512_FEATURES), "zmm"),
+    (Build(FMA_REGISTERS, "sapphirerapids", AVX512_FEATURES), "zmm"),
 ], ids=["haswell", "znver4", "skylake-avx512", "sapphirerapids"])
-def test_every_microkernel_multiplies_on_full_width_vector_registers(tmp_path, cpu_name, features, register):
+def test_every_microkernel_multiplies_on_full_width_vector_registers(builds, build, register):
     """Each tile is written for one vector register of 16 float32 (8 with AVX2). LLVM tunes its Intel
     Xeon targets to prefer 256-bit vectors (``prefer-256-bit``); had it split the tiles' ``<16 x float>``
     into halves, each multiply-add instruction would do half the work and the tile would need twice the
     registers. Compiled for AVX2, for AMD's Zen 4 and for the oldest and a recent Intel Xeon with
     AVX-512 (compiled, not run, so on any machine), every packed multiply-add of every microkernel
     writes a register of the full width: ymm for AVX2, zmm for AVX-512."""
-    compiled = json.loads(run_compiled_for(tmp_path, FMA_REGISTERS, cpu_name, features))
+    compiled = json.loads(output_of(builds, build))
     assert compiled["vector_bytes"] == {"ymm": 32, "zmm": 64}[register]
     assert len(compiled["fma_registers"]) == make_microkernels.source().count("\ndef _"), compiled["fma_registers"]
     assert all(kinds == [register] for kinds in compiled["fma_registers"].values()), compiled["fma_registers"]
@@ -433,21 +465,16 @@ print(json.dumps(called))
 """
 
 
-@pytest.mark.parametrize("cpu_name, features", [(None, None), ("znver3", AVX2_FEATURES), ("haswell", AVX2_FEATURES)],
+@pytest.mark.parametrize("build", [Build(NOT_INLINED), Build(NOT_INLINED, "znver3", AVX2_FEATURES),
+                                   Build(NOT_INLINED, "haswell", AVX2_FEATURES)],
                          ids=["this-machine", "znver3-avx2", "haswell-avx2"])
-def test_every_tile_is_inlined_into_the_kernels_that_call_it(tmp_path, cpu_name, features):
+def test_every_tile_is_inlined_into_the_kernels_that_call_it(builds, build):
     """A tile called as a function pays for its arguments (a dozen arrays) at every tile. LLVM's inliner
     decides by the CPU it compiles for (it left row_tile_4x3 as a call for znver3, not for haswell), so
     Numba inlines the tiles (``inline="always"``); every kernel's module must then hold no tile. The
     one exception is ``outer_row_tile``, which picks among 22 tiles along rows: it stays a call, once a
     tile, and holds them all inlined."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    if cpu_name:
-        env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES=features)
-    result = subprocess.run([sys.executable, "-c", NOT_INLINED], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    called = json.loads(result.stdout)
+    called = json.loads(output_of(builds, build))
     assert len(called) >= 5 and "outer_row_tile" in called and all(functions == [] for functions in called.values()), called
 
 
