@@ -66,9 +66,9 @@ def test_bad_arguments(make, exc, match):
 def test_loss_targets_are_checked(crit):
     name = type(crit).__name__
     x = np.zeros((2, 3), f32)
-    with pytest.raises(ValueError, match=rf"{name}.*target 3 is out of range for 3 classes \(valid: 0 to 2"):
+    with pytest.raises(ValueError, match=rf"{name}.*target 3 \(sample 1 of 2\) is out of range for 3 classes \(valid: 0 to 2"):
         crit(x, np.array([0, 3]))
-    with pytest.raises(ValueError, match=rf"{name}.*target -1 is out of range"):
+    with pytest.raises(ValueError, match=rf"{name}.*target -1 \(sample 0 of 2\) is out of range"):
         crit(x, np.array([-1, 0]))
     with pytest.raises(ValueError, match=rf"{name}.*target must have shape \(2,\) to match input shape \(2, 3\) "
                                          rf"\(the input without its class dim 1\), got \(3,\)"):

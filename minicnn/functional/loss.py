@@ -17,6 +17,9 @@ NLL of log-probabilities ``logp`` with class weights ``w`` (default 1):
     sum  = sum_i l_i
     none = l
 
+summed in torch's order (``CASCADE_LEVELS``): given the same log-probabilities the loss and its
+gradient are torch's bit for bit.
+
 Cross-entropy is NLL of ``log_softmax(logits)`` along the class axis. With
 ``label_smoothing = e`` the target mixes the one-hot vector with the uniform one:
 
@@ -42,20 +45,65 @@ REDUCTIONS = ("mean", "sum", "none")
 # ---------------------------------------------------------------------------
 # Kernels on rows (M, C)
 # ---------------------------------------------------------------------------
+# torch sums the NLL losses and weights of a reduction in its CPU kernel (LossNLL.cpp, LossNLL2d.cpp) by
+# a cascade of CASCADE_LEVELS partial sums in the input's dtype; the kernel below sums the same numbers
+# in the same order, so the loss is torch's to the bit.
+CASCADE_LEVELS = 8
+
+
+def _ceil_log2(n):
+    """torch's ``utils::CeilLog2``: 1 for n <= 2, else the bits of n - 1."""
+    if n <= 2:
+        return 1
+    bits = 0
+    n -= 1
+    while n:
+        n >>= 1
+        bits += 1
+    return bits
+
+
 def _nll_forward_kernel(logp, target, weight, ignore_index, losses, target_weight):
-    """losses[i] = -w[t_i] * logp[i, t_i]. Returns -1, or the first row whose target is no class (its
-    loss is then not computed: the caller raises)."""
+    """losses[i] = -w[t_i] * logp[i, t_i]. Returns (-1, the samples counted (not ignored), the sum of the
+    losses, the sum of the w[t_i]), the sums in the losses' dtype, or (the first row whose target is
+    no class, 0, 0, 0): the caller raises.
+
+    Notes
+    -----
+    The sums are torch's cascade: each counted sample is added into ``partials[:, 0]`` (losses and
+    weights, CASCADE_LEVELS levels each); after sample i, level j is added into level
+    j + 1 and zeroed for j = 0, 1, ... while the j-th group of ``level_power`` bits of i is zero
+    (every 16 samples into level 1, every 256 into level 2, ...). The totals then add the levels in
+    order, starting from 0. Ignored samples count for nothing and do not cascade.
+    """
+    level_power = max(4, _ceil_log2(logp.shape[0]) // CASCADE_LEVELS)
+    level_mask = (1 << level_power) - 1
+    partials = np.zeros((2, CASCADE_LEVELS), dtype=losses.dtype)
+    counted = 0
     for i in range(logp.shape[0]):
         t = target[i]
         if t == ignore_index:
             losses[i] = 0
             target_weight[i] = 0
-        elif t < 0 or t >= logp.shape[1]:
-            return i
-        else:
-            target_weight[i] = weight[t]
-            losses[i] = -weight[t] * logp[i, t]
-    return -1
+            continue
+        if t < 0 or t >= logp.shape[1]:
+            return i, 0, 0.0, 0.0
+        counted += 1
+        target_weight[i] = weight[t]
+        losses[i] = -weight[t] * logp[i, t]
+        partials[0, 0] += losses[i]
+        partials[1, 0] += target_weight[i]
+        for j in range(CASCADE_LEVELS - 1):
+            if i & (level_mask << (j * level_power)) != 0:
+                break
+            for k in range(2):
+                partials[k, j + 1] += partials[k, j]
+                partials[k, j] = 0
+    totals = np.zeros(2, dtype=losses.dtype)
+    for k in range(2):
+        for j in range(CASCADE_LEVELS):
+            totals[k] += partials[k, j]
+    return -1, counted, totals[0], totals[1]
 
 
 def _nll_backward_kernel(grad_per_sample, target, target_weight, ignore_index, dlogp):
@@ -68,6 +116,7 @@ def _nll_backward_kernel(grad_per_sample, target, target_weight, ignore_index, d
             dlogp[i, t] = -target_weight[i] * grad_per_sample[i]
 
 
+_ceil_log2 = njit(cache=True)(_ceil_log2)
 nll_forward_kernel = njit(cache=True)(_nll_forward_kernel)
 nll_backward_kernel = njit(cache=True)(_nll_backward_kernel)
 
@@ -162,6 +211,7 @@ def _per_sample(dloss, denominator, reduction, count, dtype):
 class NLLCache(NamedTuple):
     target: np.ndarray          # (M,) int64: one class index per row
     target_weight: np.ndarray   # (M,): w[t_i], 0 where t_i == ignore_index
+    total_weight: np.floating   # sum of target_weight, summed as torch does: the 'mean' divides by it
     ignore_index: int
     reduction: str
     input_shape: tuple          # the log-probabilities' shape
@@ -179,23 +229,34 @@ def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     """
     checks.check_once(_ACCEPTED, _call_key("nll_forward", logp, target, weight, reduction), _check_nll,
                       logp, target, weight, reduction)
-    return _nll_forward("nll_forward", logp, target, weight, ignore_index, reduction)
+    return checked_nll_forward("nll_forward", logp, target, weight, ignore_index, reduction)
 
 
-def _nll_forward(function, logp, target, weight, ignore_index, reduction):
-    """``nll_forward`` once its arguments are checked, but for the range of the targets (checked here)."""
+def checked_nll_forward(function, logp, target, weight, ignore_index, reduction):
+    """``nll_forward`` for arguments already checked (the loss layers check their own), but for the
+    targets' range: the kernel checks it, and the error names ``function`` (a name, or the layer)."""
     rows = to_rows(logp)
     M, C = rows.shape
-    weight = np.ones(C, dtype=logp.dtype) if weight is None else weight
     flat_target = np.ascontiguousarray(target, dtype=np.int64).reshape(M)
     losses = np.empty(M, dtype=logp.dtype)
     target_weight = np.empty(M, dtype=logp.dtype)
-    bad = nll_forward_kernel(rows, flat_target, weight, ignore_index, losses, target_weight)
+    bad, counted, loss_sum, weight_sum = nll_forward_kernel(
+        rows, flat_target, weight if weight is not None else np.ones(C, logp.dtype), ignore_index, losses, target_weight)
     if bad >= 0:
         raise ValueError(f"{function}: target {flat_target[bad]} (sample {bad} of {M}) is out of range for {C} classes "
                          f"(valid: 0 to {C - 1}, or ignore_index={ignore_index})")
-    loss = _reduce(losses, target_weight.sum(), reduction, np.shape(target))
-    cache = NLLCache(flat_target, target_weight, ignore_index, reduction, logp.shape, np.shape(target))
+    # the sums come back from Numba as Python floats, which hold them exactly; torch's unweighted mean
+    # divides by the count of samples (a sum of ones equals it only below 2**24 in float32)
+    loss_sum = logp.dtype.type(loss_sum)
+    total_weight = logp.dtype.type(weight_sum if weight is not None else counted)
+    if reduction == "none":
+        loss = losses.reshape(np.shape(target))
+    elif reduction == "sum":
+        loss = loss_sum
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: 0/0 = nan, as in torch
+            loss = loss_sum / total_weight
+    cache = NLLCache(flat_target, target_weight, total_weight, ignore_index, reduction, logp.shape, np.shape(target))
     return np.asarray(loss, dtype=logp.dtype), cache
 
 
@@ -211,7 +272,7 @@ def nll_backward(dloss, cache):
     _check_dloss("nll_backward", dloss, cache.reduction, cache.sample_shape)
     target_weight = cache.target_weight
     M = target_weight.shape[0]
-    per_sample = _per_sample(dloss, target_weight.sum(), cache.reduction, M, target_weight.dtype)
+    per_sample = _per_sample(dloss, cache.total_weight, cache.reduction, M, target_weight.dtype)
     C = cache.input_shape[0] if len(cache.input_shape) == 1 else cache.input_shape[1]
     dlogp = np.empty((M, C), dtype=target_weight.dtype)
     nll_backward_kernel(per_sample, cache.target, target_weight, cache.ignore_index, dlogp)
@@ -227,7 +288,7 @@ class CrossEntropyCache(NamedTuple):
     smoothing: float            # label_smoothing e
     weight: np.ndarray          # (C,) class weights (ones when none were given)
     probabilities: np.ndarray   # (M, C): the (smoothed) target distribution, or None for class indices
-    ignored: np.ndarray         # (M,) bool: rows whose target is ignore_index (class indices only)
+    ignored: np.ndarray         # (M,) bool: rows whose target is ignore_index (class indices, label smoothing)
     reduction: str
     input_shape: tuple          # the logits' shape
 
@@ -250,6 +311,13 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduct
     """
     checks.check_once(_ACCEPTED, _call_key("cross_entropy_forward", logits, target, weight, reduction, label_smoothing),
                       _check_cross_entropy, logits, target, weight, reduction, label_smoothing)
+    return checked_cross_entropy_forward("cross_entropy_forward", logits, target, weight, ignore_index, reduction,
+                                         label_smoothing)
+
+
+def checked_cross_entropy_forward(function, logits, target, weight, ignore_index, reduction, label_smoothing):
+    """``cross_entropy_forward`` for arguments already checked, but for the range of class-index
+    targets (``checked_nll_forward``); the error names ``function``."""
     class_axis = 0 if logits.ndim == 1 else 1
     C = logits.shape[class_axis]
     logp, softmax_cache = log_softmax_forward(logits, dim=class_axis)
@@ -264,9 +332,10 @@ def cross_entropy_forward(logits, target, weight=None, ignore_index=-100, reduct
         loss = _reduce(losses, rows.shape[0], reduction, sample_shape)
         cache = CrossEntropyCache(softmax_cache, None, label_smoothing, weights, y, None, reduction, logits.shape)
         return np.asarray(loss, dtype=logits.dtype), cache
-    nll, nll_cache = _nll_forward("cross_entropy_forward", logp, target, weight, ignore_index, reduction)
-    ignored = nll_cache.target == ignore_index
+    nll, nll_cache = checked_nll_forward(function, logp, target, weight, ignore_index, reduction)
+    ignored = None
     if label_smoothing > 0:
+        ignored = nll_cache.target == ignore_index
         smooth = -(rows * weights).sum(axis=1)
         smooth[ignored] = 0
         smooth_loss = _reduce(smooth, nll_cache.target_weight.sum(), reduction, sample_shape)

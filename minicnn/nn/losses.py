@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
+from ..functional.loss import checked_cross_entropy_forward, checked_nll_forward
 from . import _checks as chk
 from .module import Module
 
@@ -61,12 +62,7 @@ class _Loss(Module):
             if target.shape != samples:
                 raise ValueError(f"{name}: target must have shape {samples} to match input shape {input.shape} "
                                  f"(the input without its class dim {class_axis}), got {target.shape}")
-            target = target.astype(np.int64)
-            if target.size and (target.min() < 0 or target.max() >= C):  # two reductions; the full test only then
-                bad = (target != self.ignore_index) & ((target < 0) | (target >= C))
-                if bad.any():
-                    raise ValueError(f"{name}: target {int(target[bad].flat[0])} is out of range for {C} classes "
-                                     f"(valid: 0 to {C - 1}, or ignore_index={self.ignore_index})")
+            # the targets' range is checked by the kernel, in its loop (checked_nll_forward)
         weight = None
         if self.weight is not None:
             if self.weight.shape != (C,):
@@ -101,7 +97,7 @@ class NLLLoss(_Loss):
     _takes_probabilities = False
 
     def _run_forward(self, input, target, weight):
-        return F.nll_forward(input, target, weight, self.ignore_index, self.reduction)
+        return checked_nll_forward(self, input, target, weight, self.ignore_index, self.reduction)
 
     def _run_backward(self, grad_output, cache):
         return F.nll_backward(grad_output, cache)
@@ -121,7 +117,8 @@ class CrossEntropyLoss(_Loss):
         self.label_smoothing = chk.probability("CrossEntropyLoss", "label_smoothing", label_smoothing)
 
     def _run_forward(self, input, target, weight):
-        return F.cross_entropy_forward(input, target, weight, self.ignore_index, self.reduction, self.label_smoothing)
+        return checked_cross_entropy_forward(self, input, target, weight, self.ignore_index, self.reduction,
+                                             self.label_smoothing)
 
     def _run_backward(self, grad_output, cache):
         return F.cross_entropy_backward(grad_output, cache)
