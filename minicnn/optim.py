@@ -21,7 +21,7 @@ def _number(name, value):
 
 
 class SGD:
-    """``torch.optim.SGD``, step for step.
+    """``torch.optim.SGD``, step for step and bit for bit.
 
     For each parameter ``p`` with gradient ``g``, one ``step()`` does::
 
@@ -127,26 +127,29 @@ class SGD:
             p.zero_grad()
 
     def step(self):
-        """One update of every parameter: ``functional.sgd.sgd_update``, one pass over each parameter's
-        memory, equal to ``step_numpy`` to the last bit. A parameter whose arrays are not contiguous
-        or whose gradient has another dtype takes ``step_numpy``'s operations."""
+        """One update of every parameter: ``functional.sgd.sgd_update``, torch's operations in one pass
+        over each parameter's memory, with torch's rounding (its ``add(..., alpha=...)`` fused): given
+        the same gradients, parameters and momentum buffers equal torch's to the last bit. A gradient
+        of another dtype or layout is first copied to the parameter's (torch's always has it)."""
         i = 0
         for group in self.param_groups:
             settings = [group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")]
             for p in group["params"]:
-                data, grad, buf = p.data, p.grad, self.momentum_buffers[i]
-                if (grad.dtype == data.dtype and data.dtype.kind == "f" and data.flags.c_contiguous
-                        and grad.flags.c_contiguous and (buf is None or buf.flags.c_contiguous)):
-                    first = buf is None
-                    if group["momentum"] != 0 and first:
-                        buf = self.momentum_buffers[i] = np.empty_like(data)
-                    sgd_update(data, grad, data if buf is None else buf, *settings, first)
-                else:
-                    self._step_numpy_one(group, p, i)
+                data, buf = p.data, self.momentum_buffers[i]
+                if data.dtype.kind != "f":
+                    raise TypeError(f"SGD: {p.name} has dtype {data.dtype}; SGD updates float32 and float64 "
+                                    f"parameters (torch: only floating-point tensors have gradients)")
+                grad = np.ascontiguousarray(p.grad, dtype=data.dtype)
+                first = buf is None
+                if group["momentum"] != 0 and first:
+                    buf = self.momentum_buffers[i] = np.empty_like(data)
+                sgd_update(data, grad, data if buf is None else buf, *settings, first)
                 i += 1
 
     def step_numpy(self):
-        """The same update as ``step``, written with whole-array NumPy operations: the readable reference."""
+        """The same rule as ``step`` in whole-array NumPy operations: the version to read. NumPy has no
+        fused multiply-add, so each product here is rounded before its sum, and a result can differ
+        from ``step``'s (and torch's) in the last bit."""
         i = 0
         for group in self.param_groups:
             for p in group["params"]:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple, Optional
 
+import numba
 import numpy as np
 import pytest
 
@@ -251,6 +252,20 @@ def test_simd_operations_against_numpy(dtype):
     run(x, x, np.full(L + 1, -(1 + 2.0 ** (1 - k)), dtype), out)
     assert x[0] * x[0] - (1 + 2.0 ** (1 - k)) == 0  # separately rounded: the low bits are lost
     np.testing.assert_array_equal(out[2 * L:3 * L], np.full(L, 2.0 ** (-2 * k), dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_of_scalars_rounds_once(dtype):
+    """``simd.fma`` of three scalars (what the SGD kernel uses for torch's ``add(..., alpha=...)``):
+    (1 + 2^-k)^2 - (1 + 2^-(k-1)) is exactly 2^-2k, which a product rounded before the sum loses."""
+    from numba import njit
+
+    fused = njit(lambda x, y, a: simd.fma(x, y, a))
+    k = 13 if dtype == np.float32 else 30
+    x, a = dtype(1 + 2.0 ** -k), dtype(-(1 + 2.0 ** (1 - k)))
+    assert x * x + a == 0
+    result = fused(x, x, a)
+    assert result == 2.0 ** (-2 * k) and fused.nopython_signatures[0].return_type == numba.from_dtype(np.dtype(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

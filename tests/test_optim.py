@@ -15,9 +15,12 @@ OPTIONS = [dict(momentum=m, dampening=d, weight_decay=w, nesterov=n, maximize=x)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_sgd_matches_torch_step_for_step(options, dtype):
+def test_sgd_equals_torch_bit_for_bit_step_for_step(options, dtype):
+    """30 steps from the same gradients, a learning-rate change half way: parameters and momentum
+    buffers equal torch's to the last bit (its ``add(..., alpha=...)`` is a fused multiply-add, and
+    so is the kernel's). One parameter is large enough for the parallel build."""
     rng = np.random.default_rng(0)
-    shapes = [(3, 4), (5,), (2, 1, 3, 3)]
+    shapes = [(3, 4), (5,), (2, 1, 3, 3), (300, 400)]
     params = [mc.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
     params_t = [torch.from_numpy(p.data.copy()).requires_grad_() for p in params]
     opt = mc.SGD(params, lr=0.05, **options)
@@ -35,21 +38,22 @@ def test_sgd_matches_torch_step_for_step(options, dtype):
         opt.step()
         opt_t.step()
         for i, (p, p_t) in enumerate(zip(params, params_t)):
-            assert_close(p.data, p_t.detach().numpy(), f"param {i} after step {step}")
+            np.testing.assert_array_equal(p.data, p_t.detach().numpy(), f"param {i} after step {step}")
+            if options["momentum"]:
+                np.testing.assert_array_equal(opt.momentum_buffers[i], opt_t.state[p_t]["momentum_buffer"].numpy(),
+                                              f"momentum buffer {i} after step {step}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_sgd_fused_step_equals_numpy_step_bitwise(options, dtype):
-    """``step`` (one fused pass per parameter) against ``step_numpy`` (whole-array NumPy), both from
-    the same state, to the last bit: parameters and momentum buffers. The shapes include one large
-    enough for the parallel build, and a non-contiguous parameter, which takes NumPy's operations."""
+def test_the_numpy_step_is_the_same_rule(options, dtype):
+    """``step_numpy`` (whole-array NumPy, the version to read) against ``step`` from the same state:
+    equal but for rounding, since NumPy rounds each product before its sum where ``step`` fuses."""
     rng = np.random.default_rng(1)
     shapes = [(3, 4), (5,), (300, 400)]
     runs = []
     for _ in range(2):
         params = [mc.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
-        params.append(mc.Parameter(np.asfortranarray(rng.standard_normal((6, 7)).astype(dtype))))
         runs.append((params, mc.SGD(params, lr=0.05, **options)))
     for a, b in zip(runs[0][0], runs[1][0]):
         b.data[...] = a.data
@@ -60,9 +64,29 @@ def test_sgd_fused_step_equals_numpy_step_bitwise(options, dtype):
                 p.grad[...] = g
             getattr(opt, stepper)()
         for i, (a, b) in enumerate(zip(runs[0][0], runs[1][0])):
-            assert np.array_equal(a.data, b.data), f"param {i} after step {step}"
-        for i, (a, b) in enumerate(zip(runs[0][1].momentum_buffers, runs[1][1].momentum_buffers)):
-            assert (a is None and b is None) or np.array_equal(a, b), f"momentum buffer {i} after step {step}"
+            assert_close(b.data, a.data, f"param {i} after step {step}")
+
+
+def test_a_gradient_of_another_dtype_or_layout_is_cast_first():
+    """A float64 or Fortran-ordered gradient of a float32 parameter updates it exactly as its
+    C-ordered float32 copy does; a parameter of integers is refused, naming it."""
+    rng = np.random.default_rng(2)
+    start = rng.standard_normal((6, 7)).astype(np.float32)
+    grad = rng.standard_normal((6, 7))
+    results = []
+    for given in (grad.astype(np.float32), grad, np.asfortranarray(grad.astype(np.float32))):
+        p = mc.Parameter(start.copy())
+        opt = mc.SGD([p], lr=0.1, momentum=0.9)
+        for _ in range(2):
+            p.grad = given
+            opt.step()
+        results.append(p.data)
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[2], results[0])
+    layer = mc.Linear(2, 1)
+    layer.weight = mc.Parameter(np.zeros((1, 2), np.int64))
+    with pytest.raises(TypeError, match=r"SGD: Linear.weight has dtype int64; SGD updates float32 and float64"):
+        mc.SGD(layer.parameters(), lr=0.1).step()
 
 
 def test_sgd_hand_derived_momentum():

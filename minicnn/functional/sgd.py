@@ -1,27 +1,30 @@
 """The SGD update of one parameter in one pass over its memory (``minicnn.optim.SGD`` calls it).
 
-``sgd_update`` does, element by element, what ``SGD.step_numpy`` does with whole-array NumPy
-operations, and rounds the same way: every operation is one float operation of the parameter's
-dtype (the scalars are cast to it first, as NumPy does with a Python float against a float32 array),
-in the same order, with no fused multiply-add. So the two agree to the last bit
-(``tests/test_optim.py``). NumPy's version makes a pass over memory per operation (five with
-momentum) and a temporary array for each product; this one reads each array once.
+torch's SGD (``_single_tensor_sgd``, the CPU's default) is a chain of tensor operations, and each
+``a.add(b, alpha=c)`` among them is computed as one fused multiply-add, ``b * c + a`` rounded once
+(ATen's ``add`` kernel: ``vec::fmadd``). ``sgd_update`` does, element by element, the same
+operations in the same order, each in the parameter's dtype with the scalars cast to it, fused
+where torch fuses (``simd.fma``): given the same gradients its parameters and momentum buffers are
+torch's bit for bit (``tests/test_optim.py``). torch makes a pass over memory per operation (up to
+five with momentum); this one reads each array once.
 """
 import numpy as np
 from numba import prange
 
 from ..runtime import parallel_kernel
+from .simd import fma
 
 
-def _sgd_update_kernel(p, g, buf, lr, momentum, dampening_complement, weight_decay, decay, use_momentum, nesterov,
-                       maximize, first):
-    """One SGD step of p (flat) from its gradient g, with the momentum buffer buf (all of p's dtype):
+def _sgd_update_kernel(p, g, buf, neg_lr, momentum, dampening_complement, weight_decay, decay, use_momentum,
+                       nesterov, maximize, first):
+    """One SGD step of p (flat) from its gradient g, with the momentum buffer buf (all of p's dtype),
+    torch's operations one by one (``fma(x, y, a)`` = ``a.add(x, alpha=y)`` = x * y + a rounded once):
 
         d = -g if maximize else g
-        d = d + weight_decay * p                                      (if decay)
-        buf = d if first else buf * momentum + (1 - dampening) * d    (if use_momentum)
-        d = d + momentum * buf if nesterov else buf                   (if use_momentum)
-        p = p - lr * d
+        d = fma(p, weight_decay, d)                                     (if decay)
+        buf = d if first else fma(d, 1 - dampening, buf * momentum)     (if use_momentum)
+        d = fma(buf, momentum, d) if nesterov else buf                  (if use_momentum)
+        p = fma(d, -lr, p)
 
     ``decay`` and ``use_momentum`` are the caller's ``weight_decay != 0`` and ``momentum != 0``, taken
     before the cast to p's dtype (which may round a tiny value to zero).
@@ -29,16 +32,15 @@ def _sgd_update_kernel(p, g, buf, lr, momentum, dampening_complement, weight_dec
     for i in prange(p.size):
         d = -g[i] if maximize else g[i]
         if decay:
-            d = d + weight_decay * p[i]
+            d = fma(p[i], weight_decay, d)
         if use_momentum:
             if first:
                 b = d
             else:
-                b = buf[i] * momentum
-                b = b + dampening_complement * d
+                b = fma(d, dampening_complement, buf[i] * momentum)
             buf[i] = b
-            d = d + momentum * b if nesterov else b
-        p[i] = p[i] - lr * d
+            d = fma(b, momentum, d) if nesterov else b
+        p[i] = fma(d, neg_lr, p[i])
 
 
 sgd_update_kernel = parallel_kernel(_sgd_update_kernel)
@@ -51,11 +53,11 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
     ----------
     p, g, buf : C-contiguous ndarrays of one shape and one float dtype; ``buf`` is written (and read
         unless ``first``) only when momentum != 0, and may then be any array of that shape
-    lr, momentum, dampening, weight_decay : float, cast to p's dtype (``1 - dampening`` is computed
-        first, in Python, as ``SGD.step_numpy`` does)
+    lr, momentum, dampening, weight_decay : float, cast to p's dtype (``-lr`` and ``1 - dampening``
+        are computed first, in Python, as torch computes its ``alpha`` arguments)
     nesterov, maximize, first : bool; ``first``: the buffer is created by this step (``buf = d``)
     """
     scalar = p.dtype.type
-    sgd_update_kernel.for_work(p.size)(p.reshape(-1), g.reshape(-1), buf.reshape(-1), scalar(lr), scalar(momentum),
+    sgd_update_kernel.for_work(p.size)(p.reshape(-1), g.reshape(-1), buf.reshape(-1), scalar(-lr), scalar(momentum),
                                        scalar(1 - dampening), scalar(weight_decay), weight_decay != 0, momentum != 0,
                                        bool(nesterov), bool(maximize), bool(first))

@@ -11,7 +11,8 @@ gives it one, as LLVM's own ``<16 x float>`` (``<8 x double>``; half that withou
     store_first(a, i, v, count)  a[i : i + count] = v[:count]   (a masked store; count <= lanes)
     load_first(a, i, count)  -> a[i : i + count], then zeros to fill the vector (a masked load)
     broadcast(a, i)    -> a[i] in every lane
-    fma(x, y, acc)     -> x * y + acc, lane by lane, rounded once (an FMA instruction)
+    fma(x, y, acc)     -> x * y + acc, lane by lane, rounded once (an FMA instruction); also of
+                          three scalars of one float type (``llvm.fma.f32``, ``.f64``)
     zeros(a)           -> a vector of zeros of a's dtype
     transpose_add(src, i, si, add, j, dst, k, sk)
                           dst[k + r*sk : + lanes] = src[i + r : + lanes*si : si] + add[j + r], r < lanes
@@ -91,10 +92,11 @@ def _store(typingctx, a, i, v):
     return types.none(a, i, v), codegen
 
 
-def _llvm_type_suffix(vector_type):
-    """How LLVM's intrinsics name a vector type: v16f32, v8f64, ..."""
-    bits = 32 if isinstance(vector_type.element, ir.FloatType) else 64
-    return f"v{vector_type.count}f{bits}"
+def _llvm_type_suffix(value_type):
+    """How LLVM's intrinsics name a vector type (v16f32, v8f64, ...) or a scalar one (f32, f64)."""
+    if isinstance(value_type, ir.VectorType):
+        return f"v{value_type.count}{_llvm_type_suffix(value_type.element)}"
+    return "f32" if isinstance(value_type, ir.FloatType) else "f64"
 
 
 def _first_lanes(context, builder, count, count_type, lanes):
@@ -181,7 +183,7 @@ def _splat(builder, vector_type, value):
 
 @intrinsic
 def _fma(typingctx, x, y, acc):
-    if not (isinstance(acc, Vector) and x == acc and y == acc):
+    if not (isinstance(acc, (Vector, types.Float)) and x == acc and y == acc):
         return None
 
     def codegen(context, builder, sig, args):
