@@ -1,12 +1,12 @@
 """The SGD update of one parameter in one pass over its memory (``minicnn.optim.SGD`` calls it).
 
 torch's SGD (``_single_tensor_sgd``, the CPU's default) is a chain of tensor operations, and each
-``a.add(b, alpha=c)`` among them is computed as one fused multiply-add, ``b * c + a`` rounded once
-(ATen's ``add`` kernel: ``vec::fmadd``). ``sgd_update`` does, element by element, the same
-operations in the same order, each in the parameter's dtype with the scalars cast to it, fused
-where torch fuses (``simd.fma``): given the same gradients its parameters and momentum buffers are
-torch's bit for bit (``tests/test_optim.py``). torch makes a pass over memory per operation (up to
-five with momentum); this one reads each array once.
+``a.add(b, alpha=c)`` among them is one fused multiply-add, ``b * c + a`` rounded once (ATen's
+``native/ufunc/add.h``: ``vec::fmadd(other, alpha, self)``). ``sgd_update`` does, element by
+element, the same operations in the same order, each in the parameter's dtype with the scalars
+cast to it, fused where torch fuses (``simd.fma``): given the same gradients its parameters and
+momentum buffers are torch's bit for bit (``tests/test_optim.py``). torch makes a pass over memory
+per operation (up to five with momentum); this one reads each array once.
 """
 import numpy as np
 from numba import prange
