@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from ..runtime import parallel_kernel
+from . import checks
 from .simd import fma
 
 
@@ -46,6 +47,19 @@ def _sgd_update_kernel(p, g, buf, neg_lr, momentum, dampening_complement, weight
 sgd_update_kernel = parallel_kernel(_sgd_update_kernel)
 
 
+_ACCEPTED = set()  # (shape, dtype, C-contiguous) of p, g and buf in the calls checked and found valid
+
+
+def _check_arrays(p, g, buf):
+    checks.float_array("sgd_update", "p", p, checks.ANY_NDIM, "(any shape)")
+    for name, a in (("g", g), ("buf", buf)):
+        checks.float_array("sgd_update", name, a, checks.ANY_NDIM, "(p's shape)", like=("p", p))
+        checks.shape("sgd_update", name, a, p.shape, "p's shape")
+    for name, a in (("p", p), ("g", g), ("buf", buf)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"sgd_update: {name} must be C-contiguous (the update runs over its flat memory)")
+
+
 def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """Update ``p`` and ``buf`` in place by one SGD step (``_sgd_update_kernel``'s formula).
 
@@ -57,6 +71,10 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
         are computed first, in Python, as torch computes its ``alpha`` arguments)
     nesterov, maximize, first : bool; ``first``: the buffer is created by this step (``buf = d``)
     """
+    key = None
+    if type(p) is np.ndarray and type(g) is np.ndarray and type(buf) is np.ndarray:
+        key = tuple((a.shape, a.dtype, a.flags.c_contiguous) for a in (p, g, buf))
+    checks.check_once(_ACCEPTED, key, _check_arrays, p, g, buf)
     scalar = p.dtype.type
     sgd_update_kernel.for_work(p.size)(p.reshape(-1), g.reshape(-1), buf.reshape(-1), scalar(-lr), scalar(momentum),
                                        scalar(1 - dampening), scalar(weight_decay), weight_decay != 0, momentum != 0,
