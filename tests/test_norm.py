@@ -1,7 +1,8 @@
 """BatchNorm1d/2d against torch: outputs, gradients and running statistics over several steps."""
 import numpy as np
 import pytest
-from hypothesis import given
+import torch
+from hypothesis import given, strategies as st
 
 import minicnn as mc
 from helpers import compare_with_torch
@@ -30,6 +31,32 @@ def test_batchnorm_matches_torch(case, dtype, seed):
     bn.retain_cache()  # term_size reads the forward's cache after the backward
     # Several steps, so the running statistics (and num_batches_tracked) evolve.
     compare_with_torch(bn, array(rng, case["shape"], dtype) * 3 + 1, rng, steps=3, dx_scale=term_size)
+
+
+@given(dtype=DTYPES, seed=seeds, kind=st.sampled_from(["1d-NC", "1d-NCL", "2d"]), channels=st.integers(1, 9),
+       batch=st.integers(1, 64), size=st.integers(1, 12), eps=st.sampled_from([1e-5, 0.1]))
+def test_batchnorm_in_eval_mode_equals_torch_bit_for_bit(dtype, seed, kind, channels, batch, size, eps):
+    """In eval mode the output is torch's to the last bit, for every shape and both dtypes: invstd,
+    the scale and the shift in x's dtype, and the shift and the output each one fused multiply-add,
+    as torch's kernel computes them (functional/norm.py)."""
+    rng = generator(seed)
+    shape = {"1d-NC": (batch, channels), "1d-NCL": (batch, channels, size), "2d": (batch, channels, size, size + 1)}[kind]
+    ours = (mc.BatchNorm2d if kind == "2d" else mc.BatchNorm1d)(channels, eps=eps, dtype=dtype)
+    theirs = (torch.nn.BatchNorm2d if kind == "2d" else torch.nn.BatchNorm1d)(
+        channels, eps=eps, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    values = dict(weight=rng.uniform(0.5, 1.5, channels), bias=rng.standard_normal(channels),
+                  running_mean=rng.standard_normal(channels), running_var=rng.uniform(0.5, 2.0, channels))
+    ours.weight.data, ours.bias.data = values["weight"].astype(dtype), values["bias"].astype(dtype)
+    ours.running_mean[...], ours.running_var[...] = values["running_mean"], values["running_var"]
+    with torch.no_grad():
+        for name, value in values.items():
+            getattr(theirs, name).copy_(torch.from_numpy(value.astype(dtype)))
+    ours.eval()
+    theirs.eval()
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(ours(x), want)
 
 
 def term_size(bn, dout):
