@@ -76,7 +76,7 @@ def _nll_forward_kernel(logp, target, weight, ignore_index, losses, target_weigh
     (every 16 samples into level 1, every 256 into level 2, ...). The totals then add the levels in
     order, starting from 0. Ignored samples count for nothing and do not cascade.
     """
-    level_power = max(4, _ceil_log2(logp.shape[0]) // CASCADE_LEVELS)
+    level_power = max(4, ceil_log2(logp.shape[0]) // CASCADE_LEVELS)
     level_mask = (1 << level_power) - 1
     partials = np.zeros((2, CASCADE_LEVELS), dtype=losses.dtype)
     counted = 0
@@ -116,7 +116,7 @@ def _nll_backward_kernel(grad_per_sample, target, target_weight, ignore_index, d
             dlogp[i, t] = -target_weight[i] * grad_per_sample[i]
 
 
-_ceil_log2 = njit(cache=True)(_ceil_log2)
+ceil_log2 = njit(cache=True)(_ceil_log2)
 nll_forward_kernel = njit(cache=True)(_nll_forward_kernel)
 nll_backward_kernel = njit(cache=True)(_nll_backward_kernel)
 

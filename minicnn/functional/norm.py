@@ -310,7 +310,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, batch_stats=True,
         else:
             batchnorm_eval_forward_kernel.for_work(x3.size)(x3, gamma, beta, mean, invstd, out)
     # the backward computes in float64 from the statistics used
-    return out.reshape(x.shape), BatchNormCache(x3, mean.astype(np.float64), gamma, invstd.astype(np.float64),
+    return out.reshape(x.shape), BatchNormCache(x3, mean.astype(np.float64, copy=False), gamma,
+                                                invstd.astype(np.float64, copy=False),
                                                 batch_stats, x.shape)
 
 
