@@ -40,7 +40,6 @@ BLAS threads are set through OpenBLAS's own ``openblas_get_num_threads`` / ``ope
 (numpy's wheels ship OpenBLAS); with another BLAS they are left alone. What each policy costs is
 measured by ``make bench`` (README, "Benchmarks").
 """
-import contextlib
 import ctypes
 import os
 import threading
@@ -205,21 +204,35 @@ def _openblas_controls():
     return _openblas
 
 
-@contextlib.contextmanager
-def blas_threads(threads=None):
-    """Run the block's numpy matrix products on ``threads`` BLAS threads (default ``BLAS_THREADS``),
-    then restore the previous count. It costs under a microsecond with OpenBLAS."""
-    threads = BLAS_THREADS if threads is None else threads
-    previous = [(get(), put) for get, put in _openblas_controls()]
-    for count, put in previous:
-        if count != threads:
-            put(threads)
-    try:
-        yield
-    finally:
-        for count, put in previous:
+class blas_threads:
+    """``with blas_threads(n):`` runs the block's numpy matrix products on ``n`` BLAS threads (default
+    ``BLAS_THREADS``), then restores each OpenBLAS's previous count.
+
+    A class rather than a ``contextlib.contextmanager`` generator: it is entered around every small
+    product (a Linear layer at batch 1), and the generator's machinery cost more than the rest: enter
+    and exit with OpenBLAS on 2 threads took 2.2 us as a generator, 1.2 us as this class, of which
+    0.5-0.7 us are OpenBLAS's two ``set_num_threads`` calls (timeit, one process, AMD EPYC family 25).
+    """
+
+    __slots__ = ("threads", "previous")
+
+    def __init__(self, threads=None):
+        self.threads = BLAS_THREADS if threads is None else threads
+
+    def __enter__(self):
+        threads = self.threads
+        self.previous = previous = []
+        for get, put in _openblas_controls():
+            count = get()
             if count != threads:
-                put(count)
+                put(threads)
+                previous.append((count, put))
+        return self
+
+    def __exit__(self, *exc_info):
+        for count, put in self.previous:
+            put(count)
+        return False
 
 
 def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None, bind_workers=None):

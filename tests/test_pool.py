@@ -93,6 +93,29 @@ def test_nan_wins_like_torch():
     np.testing.assert_array_equal(idx, idx_t.numpy())
 
 
+# The seed models' pool, 2x2 windows with stride 2, which the fast kernel scans in a case of its own.
+two_by_two_cases = st.builds(lambda n, c, h, w, ceil: dict(args=dict(kernel_size=2, ceil_mode=ceil), shape=(n, c, h, w)),
+                             st.integers(1, 3), st.integers(1, 4), st.integers(2, 30), st.integers(2, 30), st.booleans())
+
+
+@given(case=st.one_of(pool_cases(), two_by_two_cases), dtype=DTYPES, seed=seeds,
+       nan_share=st.sampled_from([0.02, 0.3, 1.0]))
+def test_windows_with_nans_pick_torchs_winner(case, dtype, seed, nan_share):
+    """A NaN wins its window, the last NaN of it if there are several, as in torch. The fast kernel
+    compares with a plain ``>`` in planes without NaN and the NaN-aware way in the others, so half
+    of the planes get NaNs (``nan_share`` of their elements) and half none; values and indices are
+    torch's."""
+    rng = generator(seed)
+    x = array(rng, case["shape"], dtype, ties=True)
+    with_nans = rng.random(x.shape[:-2] + (1, 1)) < 0.5
+    x[with_nans & (rng.random(x.shape) < nan_share)] = np.nan
+    pool = mc.MaxPool2d(**case["args"], return_indices=True)
+    out, indices = pool(x)
+    out_t, indices_t = F.max_pool2d(torch.from_numpy(x), **case["args"], return_indices=True)
+    np.testing.assert_array_equal(out, out_t.numpy())  # NaN where torch has NaN
+    np.testing.assert_array_equal(indices, indices_t.numpy())
+
+
 def test_a_window_of_only_padding_gives_minus_inf_and_no_gradient():
     """k=2, d=2, p=1 on a width-1 input: the window covers columns -1 and 1, neither of which exists."""
     x = np.ones((1, 1, 1, 1), np.float32)

@@ -8,28 +8,36 @@ got, in the layers' words (``nn/_checks.py``)::
 
     conv2d_forward: w of shape (4, 2, 3, 3) with groups=1 needs x with 2 channels (N, C, H, W), got x of shape (2, 3, 8, 8)
 
-A call whose shapes, dtypes and arguments were accepted before costs a set lookup (``check_once``):
-a layer calls with the same ones at every step. ``tests/test_functional_errors.py`` runs every message.
+A call whose shapes, dtypes and arguments were accepted before costs a dict lookup (``check_once``),
+which also returns what the check derived (an output shape): a layer calls with the same ones at
+every step. ``tests/test_functional_errors.py`` runs every message.
 """
 import numpy as np
 
 _FLOAT_CHARS = "fd"  # dtype.char of float32 and float64: a string test is faster than comparing dtypes
 ANY_NDIM = range(0, 33)  # every number of dimensions numpy allows
-MAX_REMEMBERED = 4096  # keys kept by each set of accepted arguments
+MAX_REMEMBERED = 4096  # keys kept by each dict of accepted arguments
+_NOT_CHECKED = object()
 
 
 def check_once(remembered, key, check, *args):
-    """Run ``check(*args)`` (which raises on bad arguments) unless ``key`` (the shapes, dtypes and
-    arguments of the call; None when they cannot make a key) passed before: a layer calls with the
-    same ones at every step, and a set lookup costs less than checking again."""
-    try:
-        if key is not None and key in remembered:
-            return
-    except TypeError:  # an unhashable argument (a list): checked every time
-        key = None
-    check(*args)
+    """``check(*args)``, which raises on bad arguments and may return what it derived from them (an
+    output shape), unless ``key`` (the shapes, dtypes and arguments of the call; None when they cannot
+    make a key) passed before: then what it returned then. A layer calls with the same arguments at
+    every step, and a dict lookup costs less than checking and deriving again. ``remembered`` is
+    the calling module's dict of accepted keys."""
+    if key is not None:
+        try:
+            result = remembered.get(key, _NOT_CHECKED)
+        except TypeError:  # an unhashable argument (a list): checked every time
+            key = None
+        else:
+            if result is not _NOT_CHECKED:
+                return result
+    result = check(*args)
     if key is not None and len(remembered) < MAX_REMEMBERED:
-        remembered.add(key)
+        remembered[key] = result
+    return result
 
 
 def float_array(function, name, a, ndim, layout, like=None):

@@ -314,7 +314,7 @@ def conv2d_geometry(x_shape, w_shape, stride=(1, 1), padding=(0, 0, 0, 0), dilat
     return ConvGeometry(stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, out_h, out_w)
 
 
-_ACCEPTED = set()  # keys (_call_key) of the convolutions checked and found valid
+_ACCEPTED = {}  # _call_key of the convolutions checked and found valid: their ConvGeometry
 
 
 def _call_key(x, w, b, stride, padding, dilation, groups):
@@ -329,12 +329,12 @@ def checked_geometry(function, x, w, b, stride, padding, dilation, groups):
     """The ``ConvGeometry`` of a convolution of ``x`` by ``w`` (and ``b``), once every argument of the
     public ``function`` agrees with the others (``checks``); otherwise a ValueError or TypeError
     naming the argument."""
-    checks.check_once(_ACCEPTED, _call_key(x, w, b, stride, padding, dilation, groups),
-                      _check_arguments, function, x, w, b, stride, padding, dilation, groups)
-    return conv2d_geometry(x.shape, w.shape, stride, padding, dilation)
+    return checks.check_once(_ACCEPTED, _call_key(x, w, b, stride, padding, dilation, groups),
+                             _check_arguments, function, x, w, b, stride, padding, dilation, groups)
 
 
 def _check_arguments(function, x, w, b, stride, padding, dilation, groups):
+    """Raise on bad arguments; return their ConvGeometry."""
     checks.float_array(function, "x", x, 4, "(N, C, H, W)")
     checks.float_array(function, "w", w, 4, "(F, C // groups, KH, KW)", like=("x", x))
     checks.int_tuple(function, "stride", stride, 2, 1, "(height, width)")
@@ -355,6 +355,7 @@ def _check_arguments(function, x, w, b, stride, padding, dilation, groups):
         extent = (dilation[0] * (w.shape[2] - 1) + 1, dilation[1] * (w.shape[3] - 1) + 1)
         raise ValueError(f"{function}: the kernel (extent dilation*(k-1)+1 = {extent}, w of shape {w.shape}) is "
                          f"larger than the padded input {padded} of x of shape {x.shape}")
+    return geo
 
 
 def _bias(b, F, dtype):
@@ -484,6 +485,8 @@ def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
     if transposed:
         per_group = per_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     rows, taps = per_group.shape[1], per_group[0, 0].size
+    if not transposed and rows % row_multiple == 0 and taps % column_multiple == 0:
+        return np.ascontiguousarray(per_group).reshape(groups, rows, taps)  # w itself, seen as the matrix
     matrix = np.zeros((groups, round_up(rows, row_multiple), round_up(taps, column_multiple)), dtype=w.dtype)
     matrix[:, :rows, :taps] = per_group.reshape(groups, rows, taps)
     return matrix
@@ -521,8 +524,11 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         flat = np.empty(N * C * Hp * Wp + block, dtype=x.dtype)  # a vector more: a row's last vector reads past it
         xp = flat[:-block].reshape(N, C, Hp, Wp)
         w_taps = _weight_matrix(w, groups, transposed, ROW_FILTERS, 1)
-        bias_rows = np.zeros((groups, w_taps.shape[1]), dtype=x.dtype)
-        bias_rows[:, :out.shape[1] // groups] = bias.reshape(groups, -1)
+        if w_taps.shape[1] == out.shape[1] // groups:
+            bias_rows = np.ascontiguousarray(bias).reshape(groups, -1)
+        else:  # zeros for the rows that round the channels up to ROW_FILTERS
+            bias_rows = np.zeros((groups, w_taps.shape[1]), dtype=x.dtype)
+            bias_rows[:, :out.shape[1] // groups] = bias.reshape(groups, -1)
         offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)
         vectors, staged_plane = row_vectors(OH, OW, Wp, block, ROW_VECTORS), 0
         along_plane = plane_vectors(OH, OW, Wp, block, ROW_VECTORS)

@@ -22,7 +22,7 @@ class LinearCache(NamedTuple):
     has_bias: bool
 
 
-_ACCEPTED = set()  # (x, w, b as (shape, dtype)) of the calls checked and found valid
+_ACCEPTED = {}  # (x, w, b as (shape, dtype)) of the calls checked and found valid
 
 
 def linear_forward(x, w, b=None):

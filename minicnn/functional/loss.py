@@ -141,7 +141,7 @@ def from_rows(rows, shape):
     return np.moveaxis(rows.reshape(moved), -1, 1)
 
 
-_ACCEPTED = set()  # _call_key of the loss calls checked and found valid (target ranges are checked every call)
+_ACCEPTED = {}  # _call_key of the loss calls checked and found valid (target ranges are checked every call)
 
 
 def _call_key(function, x, target, weight, reduction, label_smoothing=0.0):

@@ -229,7 +229,7 @@ class BatchNormCache(NamedTuple):
     x_shape: tuple          # the input's shape, (N, C, *)
 
 
-_ACCEPTED = set()  # _call_key of the forwards checked and found valid
+_ACCEPTED = {}  # _call_key of the forwards checked and found valid
 
 
 def _call_key(x, gamma, beta, running_mean, running_var, batch_stats):

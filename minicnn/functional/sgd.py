@@ -47,7 +47,7 @@ def _sgd_update_kernel(p, g, buf, neg_lr, momentum, dampening_complement, weight
 sgd_update_kernel = parallel_kernel(_sgd_update_kernel)
 
 
-_ACCEPTED = set()  # (shape, dtype, C-contiguous) of p, g and buf in the calls checked and found valid
+_ACCEPTED = {}  # (shape, dtype, C-contiguous) of p, g and buf in the calls checked and found valid
 
 
 def _check_arrays(p, g, buf):

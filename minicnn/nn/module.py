@@ -85,11 +85,12 @@ class Module:
 
     # --- registration -----------------------------------------------------
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        try:
+            registered = name in self._parameters or name in self._buffers or name in self._modules
+        except AttributeError:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
-                                 f"attribute {name!r}")
-        if (not isinstance(value, (Parameter, Module)) and name not in self._parameters and name not in self._buffers
-                and name not in self._modules):
+                                 f"attribute {name!r}") from None
+        if not registered and not isinstance(value, (Parameter, Module)):
             # a plain attribute (a layer's cache, at every forward): nothing to register or unregister
             object.__setattr__(self, name, value)
             return
