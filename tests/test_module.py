@@ -70,6 +70,33 @@ def test_backward_before_forward_is_a_clear_error():
             layer.backward(np.zeros(1, np.float32))
 
 
+def test_assigning_before_module_init_is_a_clear_error():
+    """As in torch, a subclass must call Module.__init__() before it assigns attributes (where the
+    parameters are registered); the error says so and names the class and the attribute."""
+    class Early(mc.Module):
+        def __init__(self):
+            self.scale = 2.0
+            super().__init__()
+
+    with pytest.raises(AttributeError, match=r"^Early: call Module.__init__\(\) before assigning attribute 'scale'$"):
+        Early()
+
+
+def test_registration_follows_each_assignment():
+    """A Parameter or Module assigned is registered (in order), a plain value replacing it unregisters
+    it, and a buffer reassigned an array stays a buffer: the names state_dict lists."""
+    layer = mc.Linear(2, 3)
+    layer.extra = mc.Parameter(np.zeros(4, np.float32))
+    layer.child = mc.ReLU()
+    assert list(dict(layer.named_parameters())) == ["weight", "bias", "extra"]
+    assert layer.children() == [layer.child]
+    layer.extra, layer.child = None, 5
+    assert list(dict(layer.named_parameters())) == ["weight", "bias"] and layer.children() == []
+    bn = mc.BatchNorm1d(3)
+    bn.running_mean = np.ones(3, np.float32)
+    assert "running_mean" in bn.state_dict() and (bn.state_dict()["running_mean"] == 1).all()
+
+
 def test_train_and_eval_set_the_flag_recursively():
     model = small_model()
     assert all(m.training for m in model.modules())

@@ -31,6 +31,7 @@ With probability targets ``y`` (rows summing to 1), optionally smoothed to
 
     l_i = -sum_c w[c] * y[i, c] * logp[i, c],   mean = sum_i l_i / M   (M samples, not a weight sum)
 """
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -232,6 +233,14 @@ def nll_forward(logp, target, weight=None, ignore_index=-100, reduction="mean"):
     return checked_nll_forward("nll_forward", logp, target, weight, ignore_index, reduction)
 
 
+@functools.lru_cache(maxsize=64)
+def _ones(size, dtype):
+    """``size`` ones: the class weights of an unweighted loss, the same at every call. The kernel only
+    reads them; left writable, so that it sees the same array type as given weights (a read-only
+    array is another Numba type, compiled again)."""
+    return np.ones(size, dtype)
+
+
 def checked_nll_forward(function, logp, target, weight, ignore_index, reduction):
     """``nll_forward`` for arguments already checked (the loss layers check their own), but for the
     targets' range: the kernel checks it, and the error names ``function`` (a name, or the layer)."""
@@ -241,7 +250,7 @@ def checked_nll_forward(function, logp, target, weight, ignore_index, reduction)
     losses = np.empty(M, dtype=logp.dtype)
     target_weight = np.empty(M, dtype=logp.dtype)
     bad, counted, loss_sum, weight_sum = nll_forward_kernel(
-        rows, flat_target, weight if weight is not None else np.ones(C, logp.dtype), ignore_index, losses, target_weight)
+        rows, flat_target, weight if weight is not None else _ones(C, logp.dtype), ignore_index, losses, target_weight)
     if bad >= 0:
         raise ValueError(f"{function}: target {flat_target[bad]} (sample {bad} of {M}) is out of range for {C} classes "
                          f"(valid: 0 to {C - 1}, or ignore_index={ignore_index})")
@@ -253,6 +262,8 @@ def checked_nll_forward(function, logp, target, weight, ignore_index, reduction)
         loss = losses.reshape(np.shape(target))
     elif reduction == "sum":
         loss = loss_sum
+    elif total_weight != 0:
+        loss = loss_sum / total_weight
     else:
         with np.errstate(invalid="ignore", divide="ignore"):  # nothing counted: 0/0 = nan, as in torch
             loss = loss_sum / total_weight
