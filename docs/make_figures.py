@@ -444,7 +444,8 @@ HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
                 ("edge tiles (17)", "amd-epyc-family25-avx512-2026-12-session-17-first"),
                 ("bound workers (17)", "amd-epyc-family25-avx512-2026-12-session-17"),
                 ("losses (18)", "amd-epyc-family25-avx512-2026-12-session-18-first"),
-                ("SGD, BN eval (18)", "amd-epyc-family25-avx512-2026-12-session-18")]
+                ("SGD, BN eval (18)", "amd-epyc-family25-avx512-2026-12-session-18"),
+                ("pool, overhead (19)", "amd-epyc-family25-avx512-2026-12-session-19")]
 
 
 def _median_ratio(rows, kind, name, phase, batch=64):
