@@ -236,7 +236,9 @@ def _maxpool2d_forward_kernel(x, kernel_h, kernel_w, stride_h, stride_w, pad_top
             else:
                 scan_row(flat, first, count, stride_w, kernel_h, kernel_w, row_step, col_step, q0, out_flat,
                          indices_flat, False)
-        for oh in range(OH if border else 0):
+        if not border:
+            continue
+        for oh in range(OH):
             inner = oh_lo <= oh < oh_hi
             for ow in range(OW):
                 if inner and ow_lo <= ow < ow_hi:
