@@ -4,7 +4,7 @@
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
 ``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), except the
-benchmark history's, read from the frozen runs in ``benchmarks/results/earlier/``; each is also
+benchmark history's and the per-machine figure's, read from the kept runs in ``benchmarks/results/``; each is also
 written to ``figures.json``: the test suite runs this script into a temporary folder and compares
 that file with the committed one, so a kernel change that alters a figure fails CI until the figures
 are regenerated (``make figures``).
@@ -27,6 +27,7 @@ from minicnn.functional.conv import col2im, conv2d_forward, im2col  # noqa: E402
 from minicnn.testing import numerical_gradient  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # benchmarks/ is a folder of the checkout, not an installed package
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
 DPI = 100
 
@@ -481,6 +482,70 @@ def benchmark_history_figure(out_dir, numbers):
     numbers["benchmark_history"] = dict(runs=[label for label, _ in HISTORY_RUNS], **series)
 
 
+def _machine_runs(measured=None):
+    """The short labels and ``benchmarks.machines.summary`` of every run in the README's per-machine
+    table; with ``measured``, only the runs that have that column."""
+    from benchmarks.machines import RESULTS, RUNS, summary
+    labels, runs = [], []
+    for label, stem in RUNS:
+        run = summary(json.loads((RESULTS / f"{stem}.json").read_text()))
+        if measured is None or run[measured]:
+            labels.append(label.split(":")[0].replace("`", "").replace(", AVX-512", "")
+                          .replace(" (Emerald Rapids)", "\n(Emerald Rapids)").replace(", session", ",\nsession")
+                          .replace(", the im2col", ",\nthe im2col"))
+            runs.append(run)
+    return labels, runs
+
+
+def under_load_figure(out_dir, numbers):
+    """How much a training step slows with a busy process pinned to one core, minicnn against torch,
+    on every CPU whose run measured it."""
+    from benchmarks.machines import MODELS
+    column = "slowdown under load, minicnn vs torch"
+    labels, runs = _machine_runs(measured=column)
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4.4), sharey=True)
+    series = {}
+    for ax, (i, model) in zip(axes, enumerate(MODELS)):
+        ours, theirs = [run[column][i][0] for run in runs], [run[column][i][1] for run in runs]
+        series[model] = dict(minicnn=ours, torch=theirs)
+        ax.bar([k - 0.2 for k in range(len(runs))], ours, 0.4, color=COLORS[0], label="minicnn")
+        ax.bar([k + 0.2 for k in range(len(runs))], theirs, 0.4, color=COLORS[1], label="torch")
+        ax.axhline(1.0, color="#555555", lw=1)
+        ax.set_xticks(range(len(runs)), labels, rotation=35, ha="right", fontsize=7.5)
+        ax.set(title=f"{model}: training step, batch 64")
+        ax.legend(loc="upper left", fontsize=9)
+    axes[0].set_ylabel("time under load / time idle")
+    fig.suptitle("A busy process pinned to one core: each engine's slowdown (target: minicnn's no worse than torch's)")
+    fig.tight_layout()
+    save(fig, out_dir / "under_load.png")
+    numbers["under_load"] = dict(runs=labels, **series)
+
+
+def per_machine_figure(out_dir, numbers):
+    """Issue 9's training-step and batch-1 inference targets on every CPU that ran ``make bench``
+    (the runs of the README's per-machine table, ``benchmarks.machines.RUNS``)."""
+    from benchmarks.machines import MODELS
+    labels, runs = _machine_runs()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
+    width = 0.26
+    series = {}
+    for ax, column, target, title in ((axes[0], "train b64", 1.0, "training step, batch 64 (target: at most 1.0)"),
+                                      (axes[1], "infer b1", 1.0, "inference, batch 1 (target: below 1.0)")):
+        values = {m: [run[column][i][0] for run in runs] for i, m in enumerate(MODELS)}
+        series[column] = values
+        for k, (color, (model, ratios)) in enumerate(zip(COLORS, values.items())):
+            ax.bar([i + (k - 1) * width for i in range(len(runs))], ratios, width, color=color, label=model)
+        ax.axhline(target, color="#555555", ls="--", lw=1)
+        ax.set_xticks(range(len(runs)), labels, rotation=35, ha="right", fontsize=7.5)
+        ax.set(title=title, ylim=(0, 2.0))
+        ax.legend(loc="upper left", fontsize=9)
+    axes[0].set_ylabel("minicnn / torch (below 1: minicnn faster)")
+    fig.suptitle("Each CPU's make bench run, as in the README's table (the last: the im2col code before issue 9's work)")
+    fig.tight_layout()
+    save(fig, out_dir / "per_machine.png")
+    numbers["per_machine"] = dict(runs=labels, **series)
+
+
 def _rounded(value, places=9):
     """Floats to ``places`` decimals: the last bits of exp() or of a BLAS sum may differ between CPUs."""
     if isinstance(value, float):
@@ -494,7 +559,7 @@ def _rounded(value, places=9):
 
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
            maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure,
-           benchmark_history_figure]
+           benchmark_history_figure, per_machine_figure, under_load_figure]
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ first, and freed memory is kept for reuse.
   15.7-16.0 ms against 12.5-14.3 ms on its own (AMD EPYC, batch 64, fresh processes); hence not at
   import. Earlier versions started the pool passive (``OMP_WAIT_POLICY=PASSIVE``): torch sharing it
   took 17.8 ms against 13.1, and minicnn's own steps were slower idle (notebook at batch 64, fresh
-  processes: 11.1-14.2 ms passive, 8.7-10.6 ms with the default; AMD EPYC). README, "Threads", has
+  processes: 11.1-14.2 ms passive, 8.7-10.6 ms with the default; AMD EPYC). docs/threads.md has
   the measurements under load.
 
 * **Workers bound to a core each.** When the pool starts, each of Numba's worker threads is bound to
@@ -82,7 +82,7 @@ def start_numba_pool():
 # A parallel region after the process slept took a scheduler tick or two: on the 2-core AMD EPYC, a
 # 1M-element ReLU as a parallel region took 0.05 ms back to back and 7.6 ms after a 100 ms sleep
 # (0.33 ms serially), and torch's own regions did the same; with the worker bound to its own core,
-# 0.35 ms (README, "Threads"). `perf sched timehist` showed the woken worker queued on the core of
+# 0.35 ms (docs/threads.md). `perf sched timehist` showed the woken worker queued on the core of
 # the calling thread, which spun at the region's end barrier in its turns, while the other core
 # idled. Only Numba's workers are bound: the calling thread, yours, keeps the affinity you gave it.
 BIND_WORKERS = True  # set_num_threads(bind_workers=False) turns it off
@@ -268,8 +268,9 @@ def set_num_threads(threads=None, blas_threads=None, adapt_to_load=None, bind_wo
 # ---------------------------------------------------------------------------
 # Work below which a kernel runs on the calling thread: element-wise kernels count elements, the
 # convolution counts multiply-adds / 32 (it does about 32 per nanosecond, an element-wise pass
-# about one element). Starting a parallel region costs tens of microseconds
-# (a 5,760-element ReLU: 39 us parallel against 0.7 us serial; README, "Threads").
+# about one element). A parallel region costs microseconds while the workers spin and tens of them
+# once they sleep (a 5,760-element ReLU, session 20: 1.9-3.3 us parallel against 0.7-0.8 us serial
+# back to back, 77-117 us against 6-16 us 20 ms after the previous call; docs/threads.md).
 SERIAL_BELOW = 1 << 16
 
 
@@ -324,7 +325,7 @@ def threads_for(work):
 # A parallel region waits for its slowest thread, and a thread that shares its core with another
 # busy process waits for its turn on it: on the 2-core AMD EPYC, with a busy process pinned to one
 # core, article's training step at batch 64 took 19-57 ms on 2 threads and 16-23 ms on 1 (idle: 9-11
-# ms on 2), torch's 24-78 ms (README, "Threads"). So minicnn gives up a thread per core that other
+# ms on 2), torch's 24-78 ms (docs/threads.md). So minicnn gives up a thread per core that other
 # processes keep busy: over each LOAD_WINDOW seconds, the busy time of the cores it may run on
 # (/proc/stat) less its own CPU time (all its threads', torch's included) is the others' load, in
 # cores; from OTHERS_THRESHOLD of a core on, that core is counted as taken.

@@ -43,3 +43,53 @@ def test_kernel_parts_times_the_forward_kernel_and_its_edits_still_apply():
     assert_close(out, expected, "kernel_parts full", scale=float(np.abs(expected).max()))
     for name, edits in VARIANTS.items():
         variant_source(name, edits)
+
+
+def _timed(minicnn_ms, torch_ms):
+    return {"minicnn": {"median": minicnn_ms}, "torch": {"median": torch_ms}}
+
+
+def _made_up_run(infer_b1, conv_backward, memory_mb, loaded_ms):
+    """A results.json's content with every ratio 0.5 but the ones given (minicnn's ms; torch's are 1.0)."""
+    rows = [{"kind": "model", "name": m, "phase": phase, "batch": b, **_timed(infer_b1 if (phase, b) == ("inference", 1)
+                                                                          else 0.5, 1.0)}
+            for m in ("article", "notebook", "notebook-bn") for phase in ("train step", "inference") for b in (1, 64, 256)]
+    rows += [{"kind": "layer", "name": f"Conv2d {c} 5x5", "phase": p, "batch": 64,
+              **_timed(conv_backward if (c, p) == ("16->32", "backward") else 0.5, 1.0)}
+             for c in ("1->16", "16->32") for p in ("forward", "backward")]
+    rows += [{"kind": "layer", "name": "Conv2d 16->32 5x5", "phase": "backward", "batch": 256, **_timed(9.0, 1.0)}]
+    rows += [{"kind": "load", "name": m, "phase": "train step", "batch": 64, **_timed(1.0, 1.0),
+              "minicnn_loaded": {"median": loaded_ms}, "torch_loaded": {"median": 2.0}}
+             for m in ("article", "notebook", "notebook-bn")]
+    memory = {m: {"minicnn": {"peak_mb": memory_mb}, "torch": {"peak_mb": 10.0}} for m in ("article", "notebook", "notebook-bn")}
+    return {"rows": rows, "memory": memory}
+
+
+def test_the_machines_table_bolds_exactly_the_missed_targets(tmp_path):
+    """Batch-1 inference must be below 1.0 (1.0 misses), the others at most their target (the target
+    itself holds); the slowest convolution at batch 64 is the one shown (batch 256 is no target); a
+    slowdown under load misses when it exceeds torch's."""
+    import json
+
+    from benchmarks.machines import table
+    runs = {"holds": _made_up_run(infer_b1=0.99, conv_backward=1.2, memory_mb=15.0, loaded_ms=2.0),
+            "misses": _made_up_run(infer_b1=1.0, conv_backward=1.21, memory_mb=15.1, loaded_ms=2.1)}
+    for stem, results in runs.items():
+        (tmp_path / f"{stem}.json").write_text(json.dumps(results))
+    header, rule, holds, misses = table([("A", "holds"), ("B", "misses")], root=tmp_path, link_from=tmp_path.parent
+                                        ).split("\n")
+    assert header.split(" | ")[1:4] == ["train b64", "train b256", "infer b1"]
+    assert holds == ("| [A](holds/holds.md) | 0.50 / 0.50 / 0.50 | 0.50 / 0.50 / 0.50 | 0.99 / 0.99 / 0.99 | "
+                     "0.50 / 0.50 / 0.50 | 0.50 / 0.50 / 0.50 | 0.50 / 1.20 | 1.50 / 1.50 / 1.50 | "
+                     "2.00 / 2.00 / 2.00 vs 2.00 / 2.00 / 2.00 |".replace("holds/holds.md", f"{tmp_path.name}/holds.md"))
+    assert misses == (f"| [B]({tmp_path.name}/misses.md) | 0.50 / 0.50 / 0.50 | 0.50 / 0.50 / 0.50 | "
+                      "**1.00** / **1.00** / **1.00** | 0.50 / 0.50 / 0.50 | 0.50 / 0.50 / 0.50 | 0.50 / **1.21** | "
+                      "**1.51** / **1.51** / **1.51** | **2.10** / **2.10** / **2.10** vs 2.00 / 2.00 / 2.00 |")
+
+
+def test_the_readmes_machines_table_is_computed_from_the_kept_runs():
+    import pathlib
+
+    from benchmarks.machines import readme_table, table
+    assert readme_table(pathlib.Path(__file__).resolve().parent.parent / "README.md") == table(), \
+        "README's per-machine table is stale: run python -m benchmarks.machines --update-readme"

@@ -11,7 +11,7 @@ Numba's ``omppool`` then binds to it: ``gdb`` shows Numba's worker in ``torch/li
 ``gomp_barrier_wait_end``). With the products split between a thread pool beside it, the spinning
 worker and the pool's thread shared a core: notebook's Linear 2000->500 at batch 64 took 2.6 ms
 forward inside a training step against 1.3 ms on its own (AMD EPYC). Run on Numba's threads, the
-worker that spins is the one that computes. README, "Threads", has the measurements.
+worker that spins is the one that computes. docs/threads.md has the measurements.
 
 Why columns and not rows: at batch 64 each part would get too few rows (notebook's 2000->500
 forward: rows split 1.9 ms, OpenBLAS's own two threads 1.05 ms; AMD EPYC).
