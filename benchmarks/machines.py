@@ -4,8 +4,11 @@
 
 Every row is computed from one ``results.json`` (``RUNS`` names them), never copied by hand, and a
 ratio that misses its target is printed in bold. ``tests/test_benchmark_machine.py`` checks that the
-README's table is the one this prints. When a new machine runs ``make bench``, keep its results in
-``benchmarks/results/earlier/`` under its CPU's name and add it to ``RUNS``.
+README's table is the one this prints, and that the README's benchmark tables (which ``make bench``
+writes) are the run of ``RUNS``' first row. So after ``make bench``, copy ``benchmarks/results/results.json``
+and ``results.md`` to ``benchmarks/results/earlier/<cpu>-<date>-session-<n>.*``, put that run first in
+``RUNS`` (the run it replaces stays, a row lower, if it is another CPU's), and run this with
+``--update-readme``.
 
 The targets (issue 9), each a ratio minicnn / torch from one run:
 

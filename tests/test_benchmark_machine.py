@@ -93,3 +93,18 @@ def test_the_readmes_machines_table_is_computed_from_the_kept_runs():
     from benchmarks.machines import readme_table, table
     assert readme_table(pathlib.Path(__file__).resolve().parent.parent / "README.md") == table(), \
         "README's per-machine table is stale: run python -m benchmarks.machines --update-readme"
+
+
+def test_the_readmes_benchmark_tables_are_the_first_machines_run():
+    """`make bench` writes its tables into the README; the per-machine table's first row must be that run
+    (copy results.json and results.md to benchmarks/results/earlier/ under the CPU's name, add it to RUNS)."""
+    import json
+    import pathlib
+    import re
+
+    from benchmarks import report
+    from benchmarks.machines import RESULTS, RUNS
+    body = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    tables = re.search(r"<!-- benchmark:start -->\n(.*?)\n<!-- benchmark:end -->", body, re.S).group(1)
+    assert tables == report.markdown(json.loads((RESULTS / f"{RUNS[0][1]}.json").read_text())), \
+        "README's benchmark tables are not the run in the first row of benchmarks.machines.RUNS"
