@@ -497,6 +497,19 @@ def _machine_runs(measured=None):
     return labels, runs
 
 
+def _machine_bars(ax, labels, series, title, reference=1.0):
+    """One group of bars per run (``labels``), one bar per entry of ``series`` ({name: a value per
+    run}), and a dashed line at ``reference`` (the target, or no slowdown)."""
+    width = 0.8 / len(series)
+    for k, (color, (name, values)) in enumerate(zip(COLORS, series.items())):
+        ax.bar([i + (k - (len(series) - 1) / 2) * width for i in range(len(labels))], values, width,
+               color=color, label=name)
+    ax.axhline(reference, color="#555555", ls="--", lw=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=7.5)
+    ax.set(title=title)
+    ax.legend(loc="upper left", fontsize=9)
+
+
 def under_load_figure(out_dir, numbers):
     """How much a training step slows with a busy process pinned to one core, minicnn against torch,
     on every CPU whose run measured it."""
@@ -504,16 +517,10 @@ def under_load_figure(out_dir, numbers):
     column = "slowdown under load, minicnn vs torch"
     labels, runs = _machine_runs(measured=column)
     fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4.4), sharey=True)
-    series = {}
-    for ax, (i, model) in zip(axes, enumerate(MODELS)):
-        ours, theirs = [run[column][i][0] for run in runs], [run[column][i][1] for run in runs]
-        series[model] = dict(minicnn=ours, torch=theirs)
-        ax.bar([k - 0.2 for k in range(len(runs))], ours, 0.4, color=COLORS[0], label="minicnn")
-        ax.bar([k + 0.2 for k in range(len(runs))], theirs, 0.4, color=COLORS[1], label="torch")
-        ax.axhline(1.0, color="#555555", lw=1)
-        ax.set_xticks(range(len(runs)), labels, rotation=35, ha="right", fontsize=7.5)
-        ax.set(title=f"{model}: training step, batch 64")
-        ax.legend(loc="upper left", fontsize=9)
+    series = {model: dict(minicnn=[run[column][i][0] for run in runs], torch=[run[column][i][1] for run in runs])
+              for i, model in enumerate(MODELS)}
+    for ax, model in zip(axes, MODELS):
+        _machine_bars(ax, labels, series[model], f"{model}: training step, batch 64")
     axes[0].set_ylabel("time under load / time idle")
     fig.suptitle("A busy process pinned to one core: each engine's slowdown (target: minicnn's no worse than torch's)")
     fig.tight_layout()
@@ -527,19 +534,11 @@ def per_machine_figure(out_dir, numbers):
     from benchmarks.machines import MODELS
     labels, runs = _machine_runs()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
-    width = 0.26
-    series = {}
-    for ax, column, target, title in ((axes[0], "train b64", 1.0, "training step, batch 64 (target: at most 1.0)"),
-                                      (axes[1], "infer b1", 1.0, "inference, batch 1 (target: below 1.0)")):
-        values = {m: [run[column][i][0] for run in runs] for i, m in enumerate(MODELS)}
-        series[column] = values
-        for k, (color, (model, ratios)) in enumerate(zip(COLORS, values.items())):
-            ax.bar([i + (k - 1) * width for i in range(len(runs))], ratios, width, color=color, label=model)
-        ax.axhline(target, color="#555555", ls="--", lw=1)
-        ax.set_xticks(range(len(runs)), labels, rotation=35, ha="right", fontsize=7.5)
-        ax.set(title=title, ylim=(0, 2.0))
-        ax.legend(loc="upper left", fontsize=9)
-    axes[0].set_ylabel("minicnn / torch (below 1: minicnn faster)")
+    series = {column: {m: [run[column][i][0] for run in runs] for i, m in enumerate(MODELS)}
+              for column in ("train b64", "infer b1")}
+    _machine_bars(axes[0], labels, series["train b64"], "training step, batch 64 (target: at most 1.0)")
+    _machine_bars(axes[1], labels, series["infer b1"], "inference, batch 1 (target: below 1.0)")
+    axes[0].set(ylabel="minicnn / torch (below 1: minicnn faster)", ylim=(0, 2.0))
     fig.suptitle("Each CPU's make bench run, as in the README's table (the last: the im2col code before issue 9's work)")
     fig.tight_layout()
     save(fig, out_dir / "per_machine.png")
