@@ -1,4 +1,4 @@
-"""gemm.matmul: numpy's BLAS kernel with the product's columns split between Numba's threads."""
+"""gemm.matmul: numpy's BLAS kernel with the product's rows or columns split between Numba's threads."""
 from types import SimpleNamespace
 from unittest import mock
 
@@ -23,32 +23,43 @@ def operand(rng, rows, cols, dtype, layout):
 
 
 def one_blas_call(a, b):
-    """``a @ b`` by one call of the cblas_?gemm that matmul calls (numpy's ``@`` takes gemv for a vector)."""
-    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    """``a @ b`` by one call of the cblas_?gemm that matmul calls, on the operands as matmul passes them
+    (row- or column-major, so with the same transpose flags: OpenBLAS's sums can differ between the
+    two; numpy's ``@`` takes gemv for a vector)."""
+    (a, trans_a, lda), (b, trans_b, ldb) = gemm._operand(a), gemm._operand(b)
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     with runtime.blas_threads(1):
-        gemm._cblas_functions()[a.dtype](gemm.CBLAS_ROW_MAJOR, gemm.CBLAS_NO_TRANS, gemm.CBLAS_NO_TRANS, *out.shape,
-                                         a.shape[1], 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
-                                         0.0, out.ctypes.data, out.shape[1])
+        gemm._cblas_functions()[a.dtype](gemm.CBLAS_ROW_MAJOR, trans_a, trans_b, *out.shape, a.shape[1], 1.0,
+                                         a.ctypes.data, lda, b.ctypes.data, ldb, 0.0, out.ctypes.data, out.shape[1])
     return out
 
 
-@given(dtype=DTYPES, seed=seeds, M=st.integers(1, 9), N=st.integers(1, 9), K=st.integers(1, 9),
+@given(dtype=DTYPES, seed=seeds, M=st.one_of(st.integers(1, 9), st.integers(64, 70)),
+       N=st.one_of(st.integers(1, 9), st.integers(64, 70)), K=st.one_of(st.integers(1, 9), st.integers(64, 66)),
        parts=st.integers(2, 4), layouts=st.tuples(*[st.sampled_from(["rows", "columns", "strided"])] * 2))
-def test_each_column_range_is_one_blas_call_and_the_product_equals_torch(dtype, seed, M, N, K, parts, layouts):
+def test_each_row_or_column_range_is_one_blas_call_and_the_product_equals_torch(dtype, seed, M, N, K, parts,
+                                                                                 layouts):
+    """A thin product (fewer than 64 columns or terms) of 64 rows or more is split by rows, any other
+    by columns (``split_rows``); either way each range is one BLAS call's bits."""
     rng = generator(seed)
     a, b = operand(rng, M, K, dtype, layouts[0]), operand(rng, K, N, dtype, layouts[1])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runtime, "threads_for", lambda work: parts)  # split products this small too
         out = gemm.matmul(a, b)
     assert out.dtype == dtype and out.shape == (M, N) and out.flags.c_contiguous
-    used = min(parts, N)
-    bounds = [part * N // used for part in range(used + 1)]
-    if used == 1:  # one column: not split, numpy's own product
+    by_rows = (N < 64 or K < 64) and M >= 64
+    assert gemm.split_rows(M, K, N) == by_rows
+    length = M if by_rows else N
+    used = min(parts, length)
+    bounds = [part * length // used for part in range(used + 1)]
+    if used == 1:  # one row (or column): not split, numpy's own product
         with runtime.blas_threads(1):
             np.testing.assert_array_equal(out, a @ b)
     for lo, hi in zip(bounds[:-1], bounds[1:]) if used > 1 else ():
-        np.testing.assert_array_equal(out[:, lo:hi], one_blas_call(a, b[:, lo:hi]))
+        if by_rows:
+            np.testing.assert_array_equal(out[lo:hi], one_blas_call(a[lo:hi], b))
+        else:
+            np.testing.assert_array_equal(out[:, lo:hi], one_blas_call(a, b[:, lo:hi]))
     expected = torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))
     assert_close(out, expected.numpy(), "matmul against torch.mm", scale=float(np.abs(a).max() * np.abs(b).max() * K))
 
@@ -70,8 +81,7 @@ def test_float32_and_float64_in_one_process_each_use_their_own_blas_function(mon
     rng = generator(1)
     for dtype in (np.float32, np.float64, np.float32):
         a, b = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((7, 6)).astype(dtype)
-        with runtime.blas_threads(1):
-            expected = np.concatenate([a @ b[:, :3], a @ b[:, 3:]], axis=1)
+        expected = np.concatenate([one_blas_call(a, b[:, :3]), one_blas_call(a, b[:, 3:])], axis=1)
         np.testing.assert_array_equal(gemm.matmul(a, b), expected)
 
 
@@ -151,7 +161,7 @@ def test_im2col_convolution_never_runs_blas_on_its_own_threads(monkeypatch, inpu
     if not controls:
         pytest.fail("numpy's wheels ship OpenBLAS; without it this test cannot see BLAS's threads")
     seen = []
-    numpy_matmul, split = np.matmul, gemm.gemm_columns.parallel
+    numpy_matmul, split = np.matmul, gemm.gemm_parts.parallel
 
     def numpy_product(*args, **kwargs):
         seen.append(max(get() for get, _ in controls))
@@ -162,7 +172,7 @@ def test_im2col_convolution_never_runs_blas_on_its_own_threads(monkeypatch, inpu
         return split(*args)
 
     monkeypatch.setattr(np, "matmul", numpy_product)
-    monkeypatch.setattr(gemm, "gemm_columns", SimpleNamespace(parallel=split_product))
+    monkeypatch.setattr(gemm, "gemm_parts", SimpleNamespace(parallel=split_product))
     previous = [(get(), put) for get, put in controls]
     for _, put in previous:
         put(2)

@@ -1,8 +1,8 @@
 """Matrix products on Numba's threads: numpy's own BLAS ``?gemm``, called from a ``prange``.
 
-``matmul(a, b)`` is ``a @ b`` (2-D) with the columns of the product split between Numba's threads,
-each part one single-threaded call of the ``cblas_sgemm`` / ``cblas_dgemm`` in the OpenBLAS that
-numpy loaded. The product is the same BLAS kernel numpy's ``@`` runs, only in parts.
+``matmul(a, b)`` is ``a @ b`` (2-D) with the rows or the columns of the product split between Numba's
+threads, each part one single-threaded call of the ``cblas_sgemm`` / ``cblas_dgemm`` in the OpenBLAS
+that numpy loaded. The product is the same BLAS kernel numpy's ``@`` runs, only in parts.
 
 Why not numpy's ``@`` on BLAS's own threads, or a second pool of Python threads: on 2 cores every
 other pool runs beside Numba's and fights it for the cores. Numba's OpenMP workers spin after each
@@ -13,8 +13,17 @@ worker and the pool's thread shared a core: notebook's Linear 2000->500 at batch
 forward inside a training step against 1.3 ms on its own (AMD EPYC). Run on Numba's threads, the
 worker that spins is the one that computes. docs/threads.md has the measurements.
 
-Why columns and not rows: at batch 64 each part would get too few rows (notebook's 2000->500
-forward: rows split 1.9 ms, OpenBLAS's own two threads 1.05 ms; AMD EPYC).
+Rows or columns (``split_rows``): columns, unless the product is thin (fewer than ``THIN`` = 64
+columns, or a sum over fewer than 64 terms) and has at least 64 rows; then rows. Timed on the AMD
+EPYC of family 25 (session 20), the layer's products split each way in one process, alternating
+blocks of calls (medians of 15): article's Linear 1568->10 at batch 256 took 0.12-0.13 ms forward
+against 0.16-0.19 by columns (three runs), and 0.31 ms forward and backward against 0.40 (its input
+gradient sums over 10 terms). Splitting notebook's 2000->500 products by rows as well, a rule tried
+first, made none faster in the layer (its forward at batch 256: 3.14 against 3.00 ms), though its
+weight gradient at batch 64, repeated alone, was (0.80 against 1.04 ms). The products alone, two processes, each
+repeated: article's input gradient at batch 256 0.13-0.16 ms by rows against 0.28-0.34 by columns,
+and 0.10 against 0.12 with OpenBLAS's Haswell kernels (``OPENBLAS_CORETYPE=Haswell``; numpy's
+OpenBLAS takes its SkylakeX kernels on this CPU).
 
 When numpy's BLAS is not OpenBLAS with the ILP64 ``cblas`` names numpy's wheels ship, or the dtypes
 are not both float32 or both float64, or ``set_num_threads(blas_threads=n)`` asked for BLAS's own
@@ -29,11 +38,13 @@ from .. import runtime
 from ..runtime import parallel_kernel
 
 CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS = 101, 111, 112
+THIN = 64  # a product with fewer columns or terms than this, and at least this many rows, is split by rows
 _cblas = None  # {dtype: ctypes function} of numpy's OpenBLAS, found at the first product
 
 
-def _gemm_columns(gemm, trans_a, trans_b, K, a, lda, b, ldb, b_column_bytes, out, parts):
-    """C[:, lo:hi] = A @ B[:, lo:hi] for ``parts`` column ranges, one per ``prange`` iteration.
+def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column_bytes, out, parts, split_rows):
+    """C[lo:hi, :] = A[lo:hi, :] @ B for ``parts`` row ranges (``split_rows``), or C[:, lo:hi] =
+    A @ B[:, lo:hi] for ``parts`` column ranges, one per ``prange`` iteration.
 
     Parameters
     ----------
@@ -41,8 +52,10 @@ def _gemm_columns(gemm, trans_a, trans_b, K, a, lda, b, ldb, b_column_bytes, out
     trans_a, trans_b : CBLAS_NO_TRANS or CBLAS_TRANS (row-major storage of A and B).
     K : A is (M, K), B is (K, N).
     a, b : addresses of the first elements; lda, ldb their leading dimensions (elements).
-    b_column_bytes : how far apart in memory two neighbouring columns of B start.
-    out : C, a C-contiguous (M, N) array of A's dtype. parts : the column ranges (at most N).
+    a_row_bytes, b_column_bytes : how far apart in memory two neighbouring rows of A, and two
+        neighbouring columns of B, start.
+    out : C, a C-contiguous (M, N) array of A's dtype. parts : the ranges (at most M, or N).
+    split_rows : split the rows of C (and A) rather than its columns (and B's).
 
     Notes
     -----
@@ -54,13 +67,26 @@ def _gemm_columns(gemm, trans_a, trans_b, K, a, lda, b, ldb, b_column_bytes, out
     c = out.ctypes.data
     item = out.itemsize
     for part in prange(parts):
-        lo = part * N // parts
-        hi = (part + 1) * N // parts
-        gemm(CBLAS_ROW_MAJOR, trans_a, trans_b, M, hi - lo, K, 1.0, a, lda,
-             b + lo * b_column_bytes, ldb, 0.0, c + lo * item, N)
+        if split_rows:
+            lo = part * M // parts
+            hi = (part + 1) * M // parts
+            gemm(CBLAS_ROW_MAJOR, trans_a, trans_b, hi - lo, N, K, 1.0, a + lo * a_row_bytes, lda,
+                 b, ldb, 0.0, c + lo * N * item, N)
+        else:
+            lo = part * N // parts
+            hi = (part + 1) * N // parts
+            gemm(CBLAS_ROW_MAJOR, trans_a, trans_b, M, hi - lo, K, 1.0, a, lda,
+                 b + lo * b_column_bytes, ldb, 0.0, c + lo * item, N)
 
 
-gemm_columns = parallel_kernel(_gemm_columns)
+gemm_parts = parallel_kernel(_gemm_parts)
+
+
+def split_rows(M, K, N):
+    """Whether the product of an (M, K) and a (K, N) matrix is split by rows (else by columns): when it
+    is thin, fewer than ``THIN`` columns or a sum over fewer than ``THIN`` terms, and has ``THIN``
+    rows or more (module docstring)."""
+    return (N < THIN or K < THIN) and M >= THIN
 
 
 def _find_cblas():
@@ -103,12 +129,13 @@ def _operand(m):
 
 
 def matmul(a, b, out=None):
-    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), the product's columns split between Numba's threads.
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N), the product's rows or columns split between
+    Numba's threads (``split_rows``).
 
     Returns a new C-contiguous (M, N) array, or ``out`` (M, N) of ``a``'s dtype filled with the
-    product, as ``np.matmul(a, b, out=out)`` does. Each of its column ranges is bit for bit one
-    single-threaded ``cblas_?gemm`` call on ``b[:, lo:hi]``: every element is one call's sum over
-    the whole of K (``tests/test_gemm.py``).
+    product, as ``np.matmul(a, b, out=out)`` does. Each of its row ranges is bit for bit one
+    single-threaded ``cblas_?gemm`` call on ``a[lo:hi]``, or each column range one on ``b[:, lo:hi]``:
+    every element is one call's sum over the whole of K (``tests/test_gemm.py``).
     Against the undivided product it can differ by rounding, as OpenBLAS's own threads do
     (its dgemm's summation order depends on N). Products under ``runtime.threads_for``
     (the larger of M·N·K/32 and K·N, b's elements) are one call on the calling thread.
@@ -125,7 +152,9 @@ def matmul(a, b, out=None):
     # product over a b larger than one core's L2 is split too (notebook's Linear 2000->500 at batch 1,
     # 4 MB of weights, Intel Xeon with 2 MB of L2 a core: 0.125-0.145 ms on one thread, 0.043 in two halves).
     work = max(M * N * K // 32, K * N)
-    parts = min(runtime.threads_for(work), N) if gemm is not None and runtime.BLAS_THREADS == 1 else 1
+    threads = runtime.threads_for(work) if gemm is not None and runtime.BLAS_THREADS == 1 else 1
+    by_rows = split_rows(M, K, N)
+    parts = min(threads, M if by_rows else N)
     if parts <= 1 or M == 0 or K == 0:
         with runtime.blas_threads():
             return np.matmul(a, b, out=out)
@@ -136,8 +165,9 @@ def matmul(a, b, out=None):
     b, trans_b, ldb = _operand(b)
     out = np.empty((M, N), dtype=a.dtype) if out is None else out
     item = a.itemsize
+    a_row_bytes = item * (lda if trans_a == CBLAS_NO_TRANS else 1)
     b_column_bytes = item * (ldb if trans_b == CBLAS_TRANS else 1)
     with runtime.blas_threads(1):
-        gemm_columns.parallel(gemm, trans_a, trans_b, K, a.ctypes.data, lda, b.ctypes.data, ldb,
-                              b_column_bytes, out, parts)
+        gemm_parts.parallel(gemm, trans_a, trans_b, K, a.ctypes.data, lda, a_row_bytes, b.ctypes.data, ldb,
+                            b_column_bytes, out, parts, by_rows)
     return out

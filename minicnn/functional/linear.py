@@ -1,8 +1,8 @@
 """Fully connected layer: ``y = x @ W.T + b``.
 
 The work is one BLAS matrix product each way: ``gemm.matmul``, numpy's own BLAS kernel with the
-product's columns split between Numba's threads (``minicnn.functional.gemm`` says why not BLAS's
-threads); one sample's weight gradient is an outer product (see ``linear_backward``).
+product's rows or columns split between Numba's threads (``minicnn.functional.gemm`` says why not
+BLAS's threads, and which); one sample's weight gradient is an outer product (see ``linear_backward``).
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
