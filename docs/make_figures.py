@@ -446,7 +446,8 @@ HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
                 ("bound workers (17)", "amd-epyc-family25-avx512-2026-12-session-17"),
                 ("losses (18)", "amd-epyc-family25-avx512-2026-12-session-18-first"),
                 ("SGD, BN eval (18)", "amd-epyc-family25-avx512-2026-12-session-18"),
-                ("pool, overhead (19)", "amd-epyc-family25-avx512-2026-12-session-19")]
+                ("pool, overhead (19)", "amd-epyc-family25-avx512-2026-12-session-19"),
+                ("thin rows (20)", "amd-epyc-family25-avx512-2026-12-session-20")]
 
 
 def _median_ratio(rows, kind, name, phase, batch=64):
