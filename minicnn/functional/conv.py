@@ -91,9 +91,9 @@ ROW_ALIGNED_MAX_REPEATED = 0.125
 # Narrow tiles along the rows take a kernel row's taps at once for the kernel widths in
 # ``KERNEL_ROW_WIDTHS`` (imported from fast_conv; dilation 1 along the rows): each input value is
 # broadcast once for up to KW multiply-adds. Article's 16->32 input gradient at batch 64, AMD EPYC
-# family 26 (AVX-512), see docs/performance.md. For those widths, tiles along rows at an output row's ends leave
-# out the taps of the columns of padding (session 15: article's 16->32 forward 8% faster, AMD EPYC
-# family 25).
+# family 26 (AVX-512), see docs/performance.md. For those widths, tiles along rows at an output
+# row's ends leave out the taps of the columns of padding (session 15: article's 16->32 forward 8%
+# faster, AMD EPYC family 25).
 # The weight gradient's tiles run over the pixels of several images at once, as many as fit this
 # many bytes of their output gradient, copied pixel-major (``conv2d_tiles_weight_grad``). Article's
 # 16->32 at batch 64 (10 images a chunk), the kernel alone on 2 threads, AMD EPYC family 26: 287

@@ -31,8 +31,9 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
 
 Each kernel is one parallel loop whose workers take a contiguous range of images, pad them
 (``pad_image``) and convolve them: one parallel region per pass, since each costs a wake-up of the
-threads (microseconds, tens of them after a pause; docs/threads.md). Every worker writes only its own images' outputs
-(the weight gradient: its own partial sum), so no two iterations write to the same place.
+threads (microseconds, tens of them after a pause; docs/threads.md). Every worker writes only its
+own images' outputs (the weight gradient: its own partial sum), so no two iterations write to the
+same place.
 """
 import functools
 

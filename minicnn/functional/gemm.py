@@ -20,8 +20,8 @@ blocks of calls (medians of 15): article's Linear 1568->10 at batch 256 took 0.1
 against 0.16-0.19 by columns (three runs), and 0.31 ms forward and backward against 0.40 (its input
 gradient sums over 10 terms). Splitting notebook's 2000->500 products by rows as well, a rule tried
 first, made none faster in the layer (its forward at batch 256: 3.14 against 3.00 ms), though its
-weight gradient at batch 64, repeated alone, was (0.80 against 1.04 ms). The products alone, two processes, each
-repeated: article's input gradient at batch 256 0.13-0.16 ms by rows against 0.28-0.34 by columns,
+weight gradient at batch 64, repeated alone, was (0.80 against 1.04 ms). The products alone, two
+processes, each repeated: article's input gradient at batch 256 0.13-0.16 ms by rows against 0.28-0.34 by columns,
 and 0.10 against 0.12 with OpenBLAS's Haswell kernels (``OPENBLAS_CORETYPE=Haswell``; numpy's
 OpenBLAS takes its SkylakeX kernels on this CPU).
 

@@ -130,7 +130,8 @@ def _kernel(name, signature, doc, body):
     depends on the CPU it compiles for. Left to it, the znver4 build called ``row_tile_4x4``,
     ``row_weight_tile_4x5`` and ``outer_tile_14x1`` as functions, a tile at a time, and the znver3
     (AVX2) build ``row_tile_4x3``: the first layer's forward at batch 64 then took 0.90-0.94 ms on
-    one thread against 0.65-0.68 for the haswell build, and 0.65 inlined (docs/benchmark-history.md, session 13)."""
+    one thread against 0.65-0.68 for the haswell build, and 0.65 inlined (docs/benchmark-history.md,
+    session 13)."""
     head = [f"def _{name}({signature}):", f'{IND}"""{doc}; see the module docstring."""']
     return "\n".join(head + body + ["", "", f"{name} = njit(cache=True, inline=\"always\")(_{name})"])
 
