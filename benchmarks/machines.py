@@ -43,6 +43,7 @@ RUNS = [
 ]
 
 AT_MOST, BELOW = "at most", "below"
+UNDER_LOAD = "slowdown under load, minicnn vs torch"  # the column whose target is torch's own value
 
 
 def _ratio(row):
@@ -79,7 +80,7 @@ def summary(results):
     out["memory b256"] = [(memory[m]["minicnn"]["peak_mb"] / memory[m]["torch"]["peak_mb"], 1.5, AT_MOST)
                           for m in MODELS if m in memory]
     load = {r["name"]: r for r in rows if r["kind"] == "load"}
-    out["slowdown under load, minicnn vs torch"] = [
+    out[UNDER_LOAD] = [
         (load[m]["minicnn_loaded"]["median"] / load[m]["minicnn"]["median"],
          load[m]["torch_loaded"]["median"] / load[m]["torch"]["median"], AT_MOST) for m in MODELS if m in load]
     return out
@@ -103,27 +104,31 @@ def _load_cell(values):
     return f"{ours} vs {' / '.join(f'{torch:.2f}' for _, torch, _ in values)}"
 
 
+def run_summary(stem, root=RESULTS):
+    """``summary`` of the kept run ``root/<stem>.json``."""
+    return summary(json.loads((root / f"{stem}.json").read_text()))
+
+
 def table(runs=RUNS, root=RESULTS, link_from=HERE.parent):
-    """The markdown table, one row per run; links are relative to ``link_from`` (the README's folder)."""
-    columns = list(summary(json.loads((root / f"{runs[0][1]}.json").read_text())))
+    """The markdown table, one row per run, each linked to its results.md relative to ``link_from``
+    (the README's folder)."""
+    rows = [(label, stem, run_summary(stem, root)) for label, stem in runs]
+    columns = list(rows[0][2])
     lines = ["| CPU (run) | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for label, stem in runs:
-        results = json.loads((root / f"{stem}.json").read_text())
-        cells = summary(results)
-        link = (root / f"{stem}.md").relative_to(link_from.resolve()) if root.is_relative_to(link_from) else None
-        name = f"[{label}]({link.as_posix()})" if link else label
-        shown = [_load_cell(cells[c]) if c.startswith("slowdown") else _cell(cells[c]) for c in columns]
-        lines.append(f"| {name} | " + " | ".join(shown) + " |")
+    for label, stem, cells in rows:
+        link = (root / f"{stem}.md").relative_to(link_from).as_posix()
+        shown = [_load_cell(cells[c]) if c == UNDER_LOAD else _cell(cells[c]) for c in columns]
+        lines.append(f"| [{label}]({link}) | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
-MARKED = re.compile(r"(<!-- machines:start -->\n).*?(<!-- machines:end -->)", re.S)
+MARKED = re.compile(r"(<!-- machines:start -->\n)(.*?)\n(<!-- machines:end -->)", re.S)
 
 
 def readme_table(readme):
-    """The table between the README's markers (the text, without them), or None."""
+    """The table between the README's markers (without them), or None."""
     found = MARKED.search(pathlib.Path(readme).read_text())
-    return found.group(0).split("\n", 1)[1].rsplit("\n", 1)[0].strip() if found else None
+    return found.group(2) if found else None
 
 
 def main(argv=None):
@@ -137,7 +142,7 @@ def main(argv=None):
         body = readme.read_text()
         if not MARKED.search(body):
             sys.exit("README.md has no <!-- machines:start --> / <!-- machines:end --> markers")
-        body = MARKED.sub(lambda m: m.group(1) + text + "\n" + m.group(2), body)
+        body = MARKED.sub(lambda m: m.group(1) + text + "\n" + m.group(3), body)
         atomic_write(readme, lambda f: f.write(body.encode()))
     return 0
 

@@ -486,10 +486,10 @@ def benchmark_history_figure(out_dir, numbers):
 def _machine_runs(measured=None):
     """The short labels and ``benchmarks.machines.summary`` of every run in the README's per-machine
     table; with ``measured``, only the runs that have that column."""
-    from benchmarks.machines import RESULTS, RUNS, summary
+    from benchmarks.machines import RUNS, run_summary
     labels, runs = [], []
     for label, stem in RUNS:
-        run = summary(json.loads((RESULTS / f"{stem}.json").read_text()))
+        run = run_summary(stem)
         if measured is None or run[measured]:
             labels.append(label.split(":")[0].replace("`", "").replace(", AVX-512", "")
                           .replace(" (Emerald Rapids)", "\n(Emerald Rapids)").replace(", session", ",\nsession")
@@ -514,8 +514,7 @@ def _machine_bars(ax, labels, series, title, reference=1.0):
 def under_load_figure(out_dir, numbers):
     """How much a training step slows with a busy process pinned to one core, minicnn against torch,
     on every CPU whose run measured it."""
-    from benchmarks.machines import MODELS
-    column = "slowdown under load, minicnn vs torch"
+    from benchmarks.machines import MODELS, UNDER_LOAD as column
     labels, runs = _machine_runs(measured=column)
     fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4.4), sharey=True)
     series = {model: dict(minicnn=[run[column][i][0] for run in runs], torch=[run[column][i][1] for run in runs])

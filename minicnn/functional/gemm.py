@@ -42,8 +42,8 @@ THIN = 64  # a product with fewer columns or terms than this, and at least this 
 _cblas = None  # {dtype: ctypes function} of numpy's OpenBLAS, found at the first product
 
 
-def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column_bytes, out, parts, split_rows):
-    """C[lo:hi, :] = A[lo:hi, :] @ B for ``parts`` row ranges (``split_rows``), or C[:, lo:hi] =
+def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column_bytes, out, parts, by_rows):
+    """C[lo:hi, :] = A[lo:hi, :] @ B for ``parts`` row ranges (``by_rows``), or C[:, lo:hi] =
     A @ B[:, lo:hi] for ``parts`` column ranges, one per ``prange`` iteration.
 
     Parameters
@@ -55,7 +55,7 @@ def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column
     a_row_bytes, b_column_bytes : how far apart in memory two neighbouring rows of A, and two
         neighbouring columns of B, start.
     out : C, a C-contiguous (M, N) array of A's dtype. parts : the ranges (at most M, or N).
-    split_rows : split the rows of C (and A) rather than its columns (and B's).
+    by_rows : split the rows of C (and A) rather than its columns (and B's); see ``split_rows``.
 
     Notes
     -----
@@ -67,7 +67,7 @@ def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column
     c = out.ctypes.data
     item = out.itemsize
     for part in prange(parts):
-        if split_rows:
+        if by_rows:
             lo = part * M // parts
             hi = (part + 1) * M // parts
             gemm(CBLAS_ROW_MAJOR, trans_a, trans_b, hi - lo, N, K, 1.0, a + lo * a_row_bytes, lda,
