@@ -45,6 +45,32 @@ def test_kernel_parts_times_the_forward_kernel_and_its_edits_still_apply():
         variant_source(name, edits)
 
 
+def test_compile_profile_takes_nested_compiles_out_of_the_exclusive_time():
+    """benchmarks.compile_profile's accounting on made-up events and clock: ``kernel`` compiles from
+    t=0 to 10 and, inside it, ``tile`` from 1 to 3 and again from 4 to 8 (a second signature), so
+    the kernel has 10 s inclusive and 10 - 2 - 4 = 4 s its own; the tile 6 s both ways, twice."""
+    import types
+
+    from benchmarks.compile_profile import CompileTimes
+
+    def kernel(): pass
+
+    def tile(): pass
+
+    clock = iter([0.0, 1.0, 3.0, 4.0, 8.0, 10.0])
+    times = CompileTimes(clock=lambda: next(clock))
+    events = {f: types.SimpleNamespace(data={"dispatcher": types.SimpleNamespace(py_func=f)}) for f in (kernel, tile)}
+    for step, function in (("start", kernel), ("start", tile), ("end", tile), ("start", tile), ("end", tile),
+                           ("end", kernel)):
+        getattr(times, "on_" + step)(events[function])
+    prefix = __name__ + "."
+    kernel_name = prefix + "test_compile_profile_takes_nested_compiles_out_of_the_exclusive_time.<locals>.kernel"
+    tile_name = kernel_name[:-len("kernel")] + "tile"
+    assert times.inclusive == {kernel_name: 10.0, tile_name: 6.0}
+    assert times.exclusive == {kernel_name: 4.0, tile_name: 6.0}
+    assert times.count == {kernel_name: 1, tile_name: 2} and times.open == []
+
+
 def _timed(minicnn_ms, torch_ms):
     return {"minicnn": {"median": minicnn_ms}, "torch": {"median": torch_ms}}
 

@@ -486,7 +486,8 @@ print(json.dumps(called))
 def test_every_tile_is_inlined_into_the_kernels_that_call_it(builds, build):
     """A tile called as a function pays for its arguments (a dozen arrays) at every tile. LLVM's inliner
     decides by the CPU it compiles for (it left row_tile_4x3 as a call for znver3, not for haswell), so
-    Numba inlines the tiles (``inline="always"``); every kernel's module must then hold no tile. The
+    the tiles carry ``forceinline=True`` (LLVM's ``alwaysinline``); every kernel's module must then
+    hold no tile (a tile compiled with plain ``njit`` fails this for znver3, session 21). The
     one exception is ``outer_row_tile``, which picks among 22 tiles along rows: it stays a call, once a
     tile, and holds them all inlined."""
     called = json.loads(output_of(builds, build))

@@ -188,8 +188,9 @@ def _outer_row_tile(wide, kernel_row, edge, x, base, varying, length, w, w_strid
     consecutive columns) narrow tiles take a kernel row at a time, and tiles at an ``edge`` of an
     output row (EDGE_START + EDGE_END for both) leave out the taps that read the padding there.
 
-    Called, not inlined, once a tile: with the tiles inlined into it, its 22 of them would make
-    every kernel that calls it take minutes to compile (Numba copies and re-types each inlined body).
+    Called, not inlined, once a tile: its 22 tiles, inlined into it, would then be inlined again
+    into every kernel that calls it; with Numba's own inlining that made the cold compile take about
+    49 s instead of 15 (session 15, docs/benchmark-history.md).
     """
     if wide:
         if kernel_row == 5:
@@ -512,8 +513,8 @@ def _conv2d_rows_weight_grad(x, pad_top, pad_left, dout, offsets, OH, OW, xp, dw
 pad_image = njit(cache=True)(_pad_image)
 plane_sum = njit(fastmath={"reassoc"}, cache=True)(_plane_sum)
 planes_from_staged = njit(cache=True)(_planes_from_staged)
-# Numba inlines the tiles (make_microkernels._kernel says why) and outer_tile; outer_row_tile stays a call.
-outer_tile = njit(cache=True, inline="always")(_outer_tile)
+# LLVM inlines the tiles (make_microkernels._kernel says why) and outer_tile; outer_row_tile stays a call.
+outer_tile = njit(cache=True, forceinline=True)(_outer_tile)
 outer_row_tile = njit(cache=True)(_outer_row_tile)
 row_tile_edge = njit(cache=True)(_row_tile_edge)
 tile_size = njit(cache=True)(_tile_size)

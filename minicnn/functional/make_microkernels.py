@@ -126,14 +126,21 @@ def _assign(names, values):
 def _kernel(name, signature, doc, body):
     """The source of a generated kernel ``name``: its def, docstring and body, then its njit.
 
-    Numba inlines each kernel into its callers (``inline="always"``): whether LLVM's inliner does
+    Each kernel must be inlined into its callers, and whether LLVM's inliner does it on its own
     depends on the CPU it compiles for. Left to it, the znver4 build called ``row_tile_4x4``,
     ``row_weight_tile_4x5`` and ``outer_tile_14x1`` as functions, a tile at a time, and the znver3
     (AVX2) build ``row_tile_4x3``: the first layer's forward at batch 64 then took 0.90-0.94 ms on
     one thread against 0.65-0.68 for the haswell build, and 0.65 inlined (docs/benchmark-history.md,
-    session 13)."""
+    session 13). ``forceinline=True`` gives each kernel LLVM's ``alwaysinline`` attribute: it is
+    compiled once for its types and LLVM inlines it everywhere. Numba's own ``inline="always"``,
+    used before, copies the kernel's Numba IR into every call site and types it again there: the
+    seed models' first steps from an empty cache took 37.4 and 41.9 s that way against 30.6 and
+    32.0 s (``python -m benchmarks.compile_profile``, alternating processes), and the whole test
+    suite with ``CI=true`` 542 and 543 s against 439 and 504 s, for the same machine code (876
+    packed multiply-adds in ``fast_conv.outer_row_tile``, 960 in the image-tiles forward, either
+    way; AMD EPYC family 25, session 21)."""
     head = [f"def _{name}({signature}):", f'{IND}"""{doc}; see the module docstring."""']
-    return "\n".join(head + body + ["", "", f"{name} = njit(cache=True, inline=\"always\")(_{name})"])
+    return "\n".join(head + body + ["", "", f"{name} = njit(cache=True, forceinline=True)(_{name})"])
 
 
 def outer_tile_function(R, V, along_row=False):

@@ -129,7 +129,7 @@ def _outer_tile_14x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_tile_14x1 = njit(cache=True, inline="always")(_outer_tile_14x1)
+outer_tile_14x1 = njit(cache=True, forceinline=True)(_outer_tile_14x1)
 
 
 def _outer_tile_7x2(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -170,7 +170,7 @@ def _outer_tile_7x2(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_tile_7x2 = njit(cache=True, inline="always")(_outer_tile_7x2)
+outer_tile_7x2 = njit(cache=True, forceinline=True)(_outer_tile_7x2)
 
 
 def _outer_tile_8x1(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -215,7 +215,7 @@ def _outer_tile_8x1(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_tile_8x1 = njit(cache=True, inline="always")(_outer_tile_8x1)
+outer_tile_8x1 = njit(cache=True, forceinline=True)(_outer_tile_8x1)
 
 
 def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
@@ -252,7 +252,7 @@ def _outer_tile_6x2(x, fixed, varying, length, w, w_stride, w_col, tile):
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_tile_6x2 = njit(cache=True, inline="always")(_outer_tile_6x2)
+outer_tile_6x2 = njit(cache=True, forceinline=True)(_outer_tile_6x2)
 
 
 def _outer_row_tile_14x1(x, base, varying, length, w, w_stride, w_col, tile):
@@ -320,7 +320,7 @@ def _outer_row_tile_14x1(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1 = njit(cache=True, inline="always")(_outer_row_tile_14x1)
+outer_row_tile_14x1 = njit(cache=True, forceinline=True)(_outer_row_tile_14x1)
 
 
 def _outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile):
@@ -360,7 +360,7 @@ def _outer_row_tile_7x2(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2 = njit(cache=True, inline="always")(_outer_row_tile_7x2)
+outer_row_tile_7x2 = njit(cache=True, forceinline=True)(_outer_row_tile_7x2)
 
 
 def _outer_row_tile_8x1(x, base, varying, length, w, w_stride, w_col, tile):
@@ -404,7 +404,7 @@ def _outer_row_tile_8x1(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1 = njit(cache=True, inline="always")(_outer_row_tile_8x1)
+outer_row_tile_8x1 = njit(cache=True, forceinline=True)(_outer_row_tile_8x1)
 
 
 def _outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile):
@@ -440,7 +440,7 @@ def _outer_row_tile_6x2(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2 = njit(cache=True, inline="always")(_outer_row_tile_6x2)
+outer_row_tile_6x2 = njit(cache=True, forceinline=True)(_outer_row_tile_6x2)
 
 
 def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
@@ -514,7 +514,7 @@ def _outer_row_tile_14x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3)
+outer_row_tile_14x1_k3 = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k3)
 
 
 def _outer_row_tile_14x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -586,7 +586,7 @@ def _outer_row_tile_14x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k3_l = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_l)
+outer_row_tile_14x1_k3_l = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k3_l)
 
 
 def _outer_row_tile_14x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -658,7 +658,7 @@ def _outer_row_tile_14x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k3_r = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_r)
+outer_row_tile_14x1_k3_r = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k3_r)
 
 
 def _outer_row_tile_14x1_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -728,7 +728,7 @@ def _outer_row_tile_14x1_k3_lr(x, base, varying, length, w, w_stride, w_col, til
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_lr)
+outer_row_tile_14x1_k3_lr = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k3_lr)
 
 
 def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
@@ -808,7 +808,7 @@ def _outer_row_tile_14x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5)
+outer_row_tile_14x1_k5 = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k5)
 
 
 def _outer_row_tile_14x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -884,7 +884,7 @@ def _outer_row_tile_14x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k5_l = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_l)
+outer_row_tile_14x1_k5_l = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k5_l)
 
 
 def _outer_row_tile_14x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -960,7 +960,7 @@ def _outer_row_tile_14x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k5_r = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_r)
+outer_row_tile_14x1_k5_r = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k5_r)
 
 
 def _outer_row_tile_14x1_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1032,7 +1032,7 @@ def _outer_row_tile_14x1_k5_lr(x, base, varying, length, w, w_stride, w_col, til
     store(tile, (13) * L, s13_0)
 
 
-outer_row_tile_14x1_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_lr)
+outer_row_tile_14x1_k5_lr = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k5_lr)
 
 
 def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1082,7 +1082,7 @@ def _outer_row_tile_8x1_k3(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k3 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3)
+outer_row_tile_8x1_k3 = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k3)
 
 
 def _outer_row_tile_8x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1130,7 +1130,7 @@ def _outer_row_tile_8x1_k3_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k3_l = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_l)
+outer_row_tile_8x1_k3_l = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k3_l)
 
 
 def _outer_row_tile_8x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1178,7 +1178,7 @@ def _outer_row_tile_8x1_k3_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k3_r = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_r)
+outer_row_tile_8x1_k3_r = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k3_r)
 
 
 def _outer_row_tile_8x1_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1224,7 +1224,7 @@ def _outer_row_tile_8x1_k3_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_lr)
+outer_row_tile_8x1_k3_lr = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k3_lr)
 
 
 def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1280,7 +1280,7 @@ def _outer_row_tile_8x1_k5(x, base, varying, length, w, w_stride, w_col, tile):
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k5 = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5)
+outer_row_tile_8x1_k5 = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k5)
 
 
 def _outer_row_tile_8x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1332,7 +1332,7 @@ def _outer_row_tile_8x1_k5_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k5_l = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_l)
+outer_row_tile_8x1_k5_l = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k5_l)
 
 
 def _outer_row_tile_8x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1384,7 +1384,7 @@ def _outer_row_tile_8x1_k5_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k5_r = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_r)
+outer_row_tile_8x1_k5_r = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k5_r)
 
 
 def _outer_row_tile_8x1_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1432,7 +1432,7 @@ def _outer_row_tile_8x1_k5_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (7) * L, s7_0)
 
 
-outer_row_tile_8x1_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_lr)
+outer_row_tile_8x1_k5_lr = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k5_lr)
 
 
 def _outer_row_tile_7x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1502,7 +1502,7 @@ def _outer_row_tile_7x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k3_l = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_l)
+outer_row_tile_7x2_k3_l = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k3_l)
 
 
 def _outer_row_tile_7x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1572,7 +1572,7 @@ def _outer_row_tile_7x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k3_r = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_r)
+outer_row_tile_7x2_k3_r = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k3_r)
 
 
 def _outer_row_tile_7x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1640,7 +1640,7 @@ def _outer_row_tile_7x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_lr)
+outer_row_tile_7x2_k3_lr = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k3_lr)
 
 
 def _outer_row_tile_7x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1738,7 +1738,7 @@ def _outer_row_tile_7x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k5_l = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_l)
+outer_row_tile_7x2_k5_l = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k5_l)
 
 
 def _outer_row_tile_7x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1836,7 +1836,7 @@ def _outer_row_tile_7x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k5_r = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_r)
+outer_row_tile_7x2_k5_r = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k5_r)
 
 
 def _outer_row_tile_7x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1928,7 +1928,7 @@ def _outer_row_tile_7x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (12) * L, s6_0); store(tile, (13) * L, s6_1)
 
 
-outer_row_tile_7x2_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_lr)
+outer_row_tile_7x2_k5_lr = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k5_lr)
 
 
 def _outer_row_tile_6x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -1990,7 +1990,7 @@ def _outer_row_tile_6x2_k3_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k3_l = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_l)
+outer_row_tile_6x2_k3_l = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k3_l)
 
 
 def _outer_row_tile_6x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -2052,7 +2052,7 @@ def _outer_row_tile_6x2_k3_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k3_r = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_r)
+outer_row_tile_6x2_k3_r = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k3_r)
 
 
 def _outer_row_tile_6x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -2112,7 +2112,7 @@ def _outer_row_tile_6x2_k3_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k3_lr = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_lr)
+outer_row_tile_6x2_k3_lr = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k3_lr)
 
 
 def _outer_row_tile_6x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile):
@@ -2198,7 +2198,7 @@ def _outer_row_tile_6x2_k5_l(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k5_l = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_l)
+outer_row_tile_6x2_k5_l = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k5_l)
 
 
 def _outer_row_tile_6x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile):
@@ -2284,7 +2284,7 @@ def _outer_row_tile_6x2_k5_r(x, base, varying, length, w, w_stride, w_col, tile)
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k5_r = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_r)
+outer_row_tile_6x2_k5_r = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k5_r)
 
 
 def _outer_row_tile_6x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile):
@@ -2364,7 +2364,7 @@ def _outer_row_tile_6x2_k5_lr(x, base, varying, length, w, w_stride, w_col, tile
     store(tile, (10) * L, s5_0); store(tile, (11) * L, s5_1)
 
 
-outer_row_tile_6x2_k5_lr = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_lr)
+outer_row_tile_6x2_k5_lr = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k5_lr)
 
 
 def _outer_row_tile_14x1_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2379,7 +2379,7 @@ def _outer_row_tile_14x1_k3_at(edge, x, base, varying, length, w, w_stride, w_co
         outer_row_tile_14x1_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
 
 
-outer_row_tile_14x1_k3_at = njit(cache=True, inline="always")(_outer_row_tile_14x1_k3_at)
+outer_row_tile_14x1_k3_at = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k3_at)
 
 
 def _outer_row_tile_14x1_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2394,7 +2394,7 @@ def _outer_row_tile_14x1_k5_at(edge, x, base, varying, length, w, w_stride, w_co
         outer_row_tile_14x1_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
 
 
-outer_row_tile_14x1_k5_at = njit(cache=True, inline="always")(_outer_row_tile_14x1_k5_at)
+outer_row_tile_14x1_k5_at = njit(cache=True, forceinline=True)(_outer_row_tile_14x1_k5_at)
 
 
 def _outer_row_tile_8x1_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2409,7 +2409,7 @@ def _outer_row_tile_8x1_k3_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_8x1_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
 
 
-outer_row_tile_8x1_k3_at = njit(cache=True, inline="always")(_outer_row_tile_8x1_k3_at)
+outer_row_tile_8x1_k3_at = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k3_at)
 
 
 def _outer_row_tile_8x1_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2424,7 +2424,7 @@ def _outer_row_tile_8x1_k5_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_8x1_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
 
 
-outer_row_tile_8x1_k5_at = njit(cache=True, inline="always")(_outer_row_tile_8x1_k5_at)
+outer_row_tile_8x1_k5_at = njit(cache=True, forceinline=True)(_outer_row_tile_8x1_k5_at)
 
 
 def _outer_row_tile_7x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2439,7 +2439,7 @@ def _outer_row_tile_7x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_7x2_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
 
 
-outer_row_tile_7x2_k3_at = njit(cache=True, inline="always")(_outer_row_tile_7x2_k3_at)
+outer_row_tile_7x2_k3_at = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k3_at)
 
 
 def _outer_row_tile_7x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2454,7 +2454,7 @@ def _outer_row_tile_7x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_7x2_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
 
 
-outer_row_tile_7x2_k5_at = njit(cache=True, inline="always")(_outer_row_tile_7x2_k5_at)
+outer_row_tile_7x2_k5_at = njit(cache=True, forceinline=True)(_outer_row_tile_7x2_k5_at)
 
 
 def _outer_row_tile_6x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2469,7 +2469,7 @@ def _outer_row_tile_6x2_k3_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_6x2_k3_lr(x, base, varying, length // 3, w, w_stride, w_col, tile)
 
 
-outer_row_tile_6x2_k3_at = njit(cache=True, inline="always")(_outer_row_tile_6x2_k3_at)
+outer_row_tile_6x2_k3_at = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k3_at)
 
 
 def _outer_row_tile_6x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col, tile):
@@ -2484,7 +2484,7 @@ def _outer_row_tile_6x2_k5_at(edge, x, base, varying, length, w, w_stride, w_col
         outer_row_tile_6x2_k5_lr(x, base, varying, length // 5, w, w_stride, w_col, tile)
 
 
-outer_row_tile_6x2_k5_at = njit(cache=True, inline="always")(_outer_row_tile_6x2_k5_at)
+outer_row_tile_6x2_k5_at = njit(cache=True, forceinline=True)(_outer_row_tile_6x2_k5_at)
 
 
 def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
@@ -2517,7 +2517,7 @@ def _row_tile_4x4(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_
         store_first(out, d0 + 3 * plane, s3_0, c0); store_first(out, d1 + 3 * plane, s3_1, c1); store_first(out, d2 + 3 * plane, s3_2, c2); store_first(out, d3 + 3 * plane, s3_3, c3)
 
 
-row_tile_4x4 = njit(cache=True, inline="always")(_row_tile_4x4)
+row_tile_4x4 = njit(cache=True, forceinline=True)(_row_tile_4x4)
 
 
 def _row_tile_4x3(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_count, plane, filters):
@@ -2550,7 +2550,7 @@ def _row_tile_4x3(x, x0, x_at, offsets, taps, w, w0, bias, b0, out, o0, o_at, o_
         store_first(out, d0 + 3 * plane, s3_0, c0); store_first(out, d1 + 3 * plane, s3_1, c1); store_first(out, d2 + 3 * plane, s3_2, c2)
 
 
-row_tile_4x3 = njit(cache=True, inline="always")(_row_tile_4x3)
+row_tile_4x3 = njit(cache=True, forceinline=True)(_row_tile_4x3)
 
 
 def _row_weight_tile_4x5(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
@@ -2593,7 +2593,7 @@ def _row_weight_tile_4x5(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
     store(acc, 15 * L, s3_0); store(acc, 16 * L, s3_1); store(acc, 17 * L, s3_2); store(acc, 18 * L, s3_3); store(acc, 19 * L, s3_4)
 
 
-row_weight_tile_4x5 = njit(cache=True, inline="always")(_row_weight_tile_4x5)
+row_weight_tile_4x5 = njit(cache=True, forceinline=True)(_row_weight_tile_4x5)
 
 
 def _row_weight_tile_4x2(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
@@ -2636,4 +2636,4 @@ def _row_weight_tile_4x2(x, x0, Wp, offsets, d, d_at, OW, rows, acc):
     store(acc, 6 * L, s3_0); store(acc, 7 * L, s3_1)
 
 
-row_weight_tile_4x2 = njit(cache=True, inline="always")(_row_weight_tile_4x2)
+row_weight_tile_4x2 = njit(cache=True, forceinline=True)(_row_weight_tile_4x2)
