@@ -4,10 +4,10 @@
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
 ``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), except the
-benchmark history's and the per-machine figure's, read from the kept runs in ``benchmarks/results/``; each is also
-written to ``figures.json``: the test suite runs this script into a temporary folder and compares
-that file with the committed one, so a kernel change that alters a figure fails CI until the figures
-are regenerated (``make figures``).
+benchmark figures' (history, per machine, under load), read from the kept runs in
+``benchmarks/results/``; each is also written to ``figures.json``: the test suite runs this script
+into a temporary folder and compares that file with the committed one, so a kernel change that
+alters a figure fails CI until the figures are regenerated (``make figures``).
 """
 import argparse
 import json

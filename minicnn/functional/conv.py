@@ -477,9 +477,9 @@ def _weight_matrix(w, groups, transposed, row_multiple, column_multiple):
     """The weights as one zero-padded matrix per group: (groups, rows, columns).
 
     Rows are the output channels of the group, columns its taps (c, i, j). When no padding is
-    needed and not ``transposed``, that matrix is w itself, reshaped (a view, not a copy). ``transposed`` gives the
-    weights of the transposed convolution, the one the input gradient is: rows c, columns (f, i', j'),
-    element w[g*Fg + f, c, KH-1-i', KW-1-j'].
+    needed and not ``transposed``, that matrix is w itself, reshaped (a view, not a copy).
+    ``transposed`` gives the weights of the transposed convolution, the one the input gradient is:
+    rows c, columns (f, i', j'), element w[g*Fg + f, c, KH-1-i', KW-1-j'].
     """
     F, Cg, KH, KW = w.shape
     per_group = w.reshape(groups, F // groups, Cg, KH, KW)
