@@ -1,7 +1,7 @@
 """``python -m benchmarks.tile_asm``: what each generated microkernel's inner loop compiles to.
 
 For every ``microkernels.outer_tile_RxV`` and ``outer_row_tile_RxV`` (float32), counts in the
-assembly of its loop over taps:
+assembly of its loop over taps (for ``dot_tile_RxC``, over vectors of the reduction):
 the multiply-adds (``vfmadd``), how many of them take their broadcast straight from memory
 (``{1to16}``/``{1to8}``, AVX-512 only), separate broadcasts (``vbroadcastss``), and operands on the
 stack (``rsp``: values the registers could not hold). Then, for every microkernel, which vector
@@ -21,8 +21,8 @@ from minicnn.functional import make_microkernels, microkernels
 
 # What each microkernel parameter holds, by name (the generator's names): flat float arrays of the
 # convolution's dtype, flat int64 arrays of offsets, and otherwise int64 scalars.
-FLOAT_ARRAYS = {"x", "w", "tile", "bias", "out", "acc", "d"}
-INDEX_ARRAYS = {"fixed", "varying", "x_at", "offsets", "o_at", "o_count", "d_at"}
+FLOAT_ARRAYS = {"x", "w", "tile", "bias", "out", "acc", "d", "a", "b"}
+INDEX_ARRAYS = {"fixed", "varying", "x_at", "offsets", "o_at", "o_count", "d_at", "a_at", "b_at"}
 
 
 def microkernel_names():
@@ -70,6 +70,9 @@ def main():
         for kind in ("outer_tile", "outer_row_tile"):
             fmas, from_memory, broadcasts, stack = counts(loop_of(compiled_assembly(f"{kind}_{R}x{V}")))
             print(f"{kind + f'_{R}x{V}':<18}  {fmas:4d}  {from_memory:22d}  {broadcasts:10d}  {stack:14d}")
+    for R, C in make_microkernels.DOT_TILES:
+        fmas, from_memory, broadcasts, stack = counts(loop_of(compiled_assembly(f"dot_tile_{R}x{C}")))
+        print(f"{f'dot_tile_{R}x{C}':<18}  {fmas:4d}  {from_memory:22d}  {broadcasts:10d}  {stack:14d}")
     print("\nmicrokernel              registers its float32 multiply-adds write")
     for name in microkernel_names():
         print(f"{name:<24}  {' '.join(fma_registers(compiled_assembly(name)))}")

@@ -31,15 +31,16 @@ def test_microkernels_are_what_the_generator_writes():
 
 
 def test_the_generator_finds_the_numba_caches_its_change_makes_stale(tmp_path):
-    """Cached builds of microkernels and fast_conv (which inlines them) are stale after a
+    """Cached builds of microkernels, fast_conv and fast_linear (which inline them) are stale after a
     regeneration; other modules' caches, and Python's own .pyc, are not."""
     cache = tmp_path / "__pycache__"
     cache.mkdir()
     names = ["fast_conv._pad_image-79.py311.nbi", "fast_conv._pad_image-79.py311.1.nbc",
-             "microkernels._outer_tile_7x2-112.py311.nbi", "conv._im2col-171.py311.nbi", "fast_conv.cpython-311.pyc"]
+             "microkernels._outer_tile_7x2-112.py311.nbi", "fast_linear._linear_tiles_forward-40.py311.nbi",
+             "conv._im2col-171.py311.nbi", "linear._add_outer_kernel-80.py311.nbi", "fast_conv.cpython-311.pyc"]
     for name in names:
         (cache / name).touch()
-    assert [p.name for p in make_microkernels.stale_numba_caches(tmp_path)] == sorted(names[:3])
+    assert [p.name for p in make_microkernels.stale_numba_caches(tmp_path)] == sorted(names[:4])
 
 
 @pytest.mark.parametrize("name", sorted(SEED_CONVS))
@@ -456,8 +457,9 @@ NOT_INLINED = r"""
 import json, re
 import numpy as np
 import minicnn as mc
-from minicnn.functional import fast_conv
+from minicnn.functional import fast_conv, fast_linear
 from minicnn.functional.conv import conv2d_backward, conv2d_forward
+from minicnn.functional.linear import linear_forward
 mc.set_num_threads(1)
 rng = np.random.default_rng(0)
 for xs, ws, stride, pad in [((4, 1, 28, 28), (16, 1, 5, 5), (1, 1), (2,) * 4), ((4, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2,) * 4),
@@ -465,13 +467,17 @@ for xs, ws, stride, pad in [((4, 1, 28, 28), (16, 1, 5, 5), (1, 1), (2,) * 4), (
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
     out, cache = conv2d_forward(x, w, None, stride, pad)
     conv2d_backward(out, cache)
+linear_forward(rng.standard_normal((9, 40)).astype(np.float32), rng.standard_normal((7, 40)).astype(np.float32))
 called = {}
-for name in ("conv2d_rows_forward", "conv2d_rows_weight_grad", "conv2d_image_tiles_forward", "conv2d_tiles_forward",
-             "conv2d_tiles_weight_grad", "outer_row_tile"):
-    kernel = getattr(fast_conv, name)
+for module, name in [(fast_conv, "conv2d_rows_forward"), (fast_conv, "conv2d_rows_weight_grad"),
+                     (fast_conv, "conv2d_image_tiles_forward"), (fast_conv, "conv2d_tiles_forward"),
+                     (fast_conv, "conv2d_tiles_weight_grad"), (fast_conv, "outer_row_tile"),
+                     (fast_linear, "linear_tiles_forward")]:
+    kernel = getattr(module, name)
     kernel = getattr(kernel, "serial", kernel)
     for sig in kernel.signatures:
-        functions = set(re.findall(r"^_ZN7minicnn10functional\d+(microkernels|fast_conv)\d+_?(\w+?)B\d", kernel.inspect_asm(sig), re.M))
+        functions = set(re.findall(r"^_ZN7minicnn10functional\d+(microkernels|fast_conv|fast_linear)\d+_?(\w+?)B\d",
+                                   kernel.inspect_asm(sig), re.M))
         # pad_image (once an image), planes_from_staged (once an image's block of channels), and
         # outer_row_tile and row_tile_edge (once a tile, fast_conv._outer_row_tile says why) may stay calls
         called[name] = sorted(f"{m}.{f}" for m, f in functions if f not in (
@@ -491,7 +497,8 @@ def test_every_tile_is_inlined_into_the_kernels_that_call_it(builds, build):
     one exception is ``outer_row_tile``, which picks among 22 tiles along rows: it stays a call, once a
     tile, and holds them all inlined."""
     called = json.loads(output_of(builds, build))
-    assert len(called) >= 5 and "outer_row_tile" in called and all(functions == [] for functions in called.values()), called
+    assert len(called) >= 6 and "outer_row_tile" in called and "linear_tiles_forward" in called, called
+    assert all(functions == [] for functions in called.values()), called
 
 
 def test_tile_row_ranges_keep_every_output_row_at_which_a_tap_reads_data():

@@ -1,8 +1,9 @@
 """Fully connected layer: ``y = x @ W.T + b``.
 
-The work is one BLAS matrix product each way: ``gemm.matmul``, numpy's own BLAS kernel with the
-product's rows or columns split between Numba's threads (``minicnn.functional.gemm`` says why not
-BLAS's threads, and which); one sample's weight gradient is an outer product (see ``linear_backward``).
+The forward is register-tiled dot products of rows of x and rows of W on Numba's threads
+(``fast_linear``). The backward is BLAS: ``gemm.matmul``, numpy's own BLAS kernel with the product's
+rows or columns split between Numba's threads (``minicnn.functional.gemm`` says why not BLAS's
+threads, and which); one sample's weight gradient is an outer product (see ``linear_backward``).
 
 Shapes: x (N, in), W (out, in), b (out,), y (N, out).
 """
@@ -11,8 +12,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
+from .. import runtime
 from ..runtime import parallel_kernel
 from . import checks
+from .fast_linear import linear_tiles_forward
 from .gemm import matmul
 
 
@@ -26,14 +29,23 @@ _ACCEPTED = {}  # (x, w, b as (shape, dtype)) of the calls checked and found val
 
 
 def linear_forward(x, w, b=None):
-    """``y = x @ w.T + b`` for x (N, in), w (out, in), b (out,) or None. Returns ``(y, cache)``."""
+    """``y = x @ w.T + b`` for x (N, in), w (out, in), b (out,) or None. Returns ``(y, cache)``.
+
+    Each output is one dot product of a row of x and a row of w, in lanes (``fast_linear``), plus
+    the bias: it can differ from numpy's ``x @ w.T + b`` by rounding, not by more.
+    """
     key = None
     if type(x) is np.ndarray and type(w) is np.ndarray and (b is None or type(b) is np.ndarray):
         key = (x.shape, x.dtype, w.shape, w.dtype, None if b is None else (b.shape, b.dtype))
     checks.check_once(_ACCEPTED, key, _check_arguments, x, w, b)
-    y = matmul(x, w.T)
-    if b is not None:
-        y += b
+    (M, K), N = x.shape, w.shape[0]
+    y = np.empty((M, N), dtype=x.dtype)
+    # the work as gemm.matmul counts it: multiply-adds / 32, or reading w when a batch is small
+    work = max(M * N * K // 32, N * K)
+    threads = runtime.threads_for(work)
+    linear_tiles_forward.for_work(work)(np.ascontiguousarray(x), np.ascontiguousarray(w),
+                                        y.reshape(-1)[:0] if b is None else np.ascontiguousarray(b), b is not None,
+                                        threads, y)
     return y, LinearCache(x, w, b is not None)
 
 

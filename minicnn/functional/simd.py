@@ -1,4 +1,4 @@
-"""Explicit vectors in Numba kernels: one vector type and nine operations on it.
+"""Explicit vectors in Numba kernels: one vector type and ten operations on it.
 
 LLVM's loop vectorizer only turns innermost loops into vector code, one vector per array access. The
 register tile of a direct convolution (oneDNN's kernel, and ``microkernels.outer_tile_*``) needs
@@ -14,6 +14,8 @@ gives it one, as LLVM's own ``<16 x float>`` (``<8 x double>``; half that withou
     fma(x, y, acc)     -> x * y + acc, lane by lane, rounded once (an FMA instruction); also of
                           three scalars of one float type (``llvm.fma.f32``, ``.f64``)
     zeros(a)           -> a vector of zeros of a's dtype
+    sum_lanes(v)       -> the sum of v's lanes, halving: v[:n/2] + v[n/2:] until one lane is left
+                          (16 float32: 8 + 4 + 2 + 1 additions, in this order on every CPU)
     transpose_add(src, i, si, add, j, dst, k, sk)
                           dst[k + r*sk : + lanes] = src[i + r : + lanes*si : si] + add[j + r], r < lanes
                           (a lanes x lanes square transposed in registers, each row plus a scalar)
@@ -255,6 +257,23 @@ def _zeros(typingctx, a):
 
 
 @intrinsic
+def _sum_lanes(typingctx, v):
+    if not isinstance(v, Vector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value, count = args[0], v.count
+        while count > 1:  # the low half plus the high half
+            half = count // 2
+            low, high = (builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(ir.IntType(32), half),
+                                                                          list(range(first, first + half))))
+                         for first in (0, half))
+            value, count = builder.fadd(low, high), half
+        return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+    return v.dtype(v), codegen
+
+
+@intrinsic
 def _lanes(typingctx, a):
     if not isinstance(a, types.Array):
         return None
@@ -267,6 +286,13 @@ def _lanes(typingctx, a):
 
 def _lanes_py(a):
     return VECTOR_BYTES // a.itemsize
+
+
+def _sum_lanes_py(v):
+    """``sum_lanes`` in NumPy: the same halving additions, in the same order."""
+    while v.size > 1:
+        v = v[:v.size // 2] + v[v.size // 2:]
+    return v[0]
 
 
 def _transpose_add_py(src, src_at, src_stride, add, add_at, dst, dst_at, dst_stride):
@@ -301,9 +327,9 @@ if config.DISABLE_JIT:  # plain NumPy, for stepping through a kernel
     def zeros(a):
         return np.zeros(_lanes_py(a), a.dtype)
 
-    transpose_add = _transpose_add_py
+    transpose_add, sum_lanes = _transpose_add_py, _sum_lanes_py
 
     lanes = _lanes_py
 else:
     load, store, broadcast, fma, zeros, lanes = _load, _store, _broadcast, _fma, _zeros, _lanes
-    load_first, store_first, transpose_add = _load_first, _store_first, _transpose_add
+    load_first, store_first, transpose_add, sum_lanes = _load_first, _store_first, _transpose_add, _sum_lanes
