@@ -32,19 +32,20 @@ L32 = simd.VECTOR_BYTES // 4
 @settings(max_examples=60, deadline=None)
 @given(seed=seeds, M=st.integers(0, 11), N=st.integers(1, 14),
        K=st.sampled_from([0, 1, 3, L32 - 1, L32, L32 + 1, 2 * L32 + 3, 70]), has_bias=st.booleans(),
-       workers=st.integers(1, 3), parallel=st.booleans(), dtype=DTYPES)
-def test_every_output_is_its_own_rows_dot_product(seed, M, N, K, has_bias, workers, parallel, dtype):
+       chunk_tiles=st.integers(1, 3), workers=st.integers(1, 3), parallel=st.booleans(), dtype=DTYPES)
+def test_every_output_is_its_own_rows_dot_product(seed, M, N, K, has_bias, chunk_tiles, workers, parallel, dtype):
     """Small integers: every product and partial sum is exact, so any order of the sums gives the
     integer result bit for bit, and a tile that reads or writes a wrong row, column or lane fails.
-    Sizes around a tile (TILE_ROWS x TILE_COLUMNS) and a vector (K); more workers than tiles of w
-    splits x's rows instead."""
+    Sizes around a tile (TILE_ROWS x TILE_COLUMNS), a chunk of x's rows and a vector (K); more
+    workers than tiles of w splits x's rows instead."""
     rng = generator(seed)
     x, w, b = (rng.integers(-3, 4, size=s) for s in ((M, K), (N, K), (N,)))
     expected = x @ w.T + (b if has_bias else 0)
     out = np.full((M, N), np.nan, dtype)
     x, w, b = (np.ascontiguousarray(a, dtype=dtype) for a in (x, w, b))
     kernel = fast_linear.linear_tiles_forward
-    (kernel.parallel if parallel else kernel.serial)(x, w, b if has_bias else b[:0], has_bias, workers, out)
+    chunk = chunk_tiles * fast_linear.TILE_ROWS
+    (kernel.parallel if parallel else kernel.serial)(x, w, b if has_bias else b[:0], has_bias, chunk, workers, out)
     np.testing.assert_array_equal(out, expected.astype(dtype))
 
 
@@ -69,19 +70,30 @@ def test_linear_forward_equals_torch(dtype, M, K, N):
 def test_an_outputs_bits_depend_neither_on_the_batch_nor_on_the_split(dtype):
     """The full tile and the tile of one row make the same sums in the same order: each row of a
     batch of 13 (full tiles, then a tile with repeated rows or a single row, by the split) equals
-    that row computed alone, bit for bit, with 1 to 5 workers splitting w's rows or x's."""
+    that row computed alone, bit for bit, with 1 to 5 workers splitting w's rows or x's, in chunks
+    of one tile of rows or more."""
     rng = generator(3)
     x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((13, 70), (12, 70), (12,)))
     kernel = fast_linear.linear_tiles_forward.parallel
 
-    def forward(rows, workers):
+    def forward(rows, workers, chunk):
         out = np.empty((rows.shape[0], w.shape[0]), dtype)
-        kernel(rows, w, b, True, workers, out)
+        kernel(rows, w, b, True, chunk, workers, out)
         return out
 
-    alone = np.concatenate([forward(x[i:i + 1], 1) for i in range(len(x))])
+    alone = np.concatenate([forward(x[i:i + 1], 1, fast_linear.TILE_ROWS) for i in range(len(x))])
     for workers in range(1, 6):
-        np.testing.assert_array_equal(forward(x, workers), alone, err_msg=f"{workers} workers")
+        for chunk in (fast_linear.TILE_ROWS, 2 * fast_linear.TILE_ROWS, fast_linear.chunk_rows(70, x.itemsize)):
+            np.testing.assert_array_equal(forward(x, workers, chunk), alone, err_msg=f"{workers} workers, chunk {chunk}")
+
+
+def test_chunks_are_whole_tiles_of_about_chunk_bytes():
+    """Hand-derived: 2000 float32 features are 8000 bytes a row, 262144 // 8000 = 32 rows (a multiple
+    of 4 and of 3 less its remainder); a row larger than CHUNK_BYTES still makes a chunk of one tile."""
+    R = fast_linear.TILE_ROWS
+    assert fast_linear.CHUNK_BYTES == 1 << 18
+    assert fast_linear.chunk_rows(2000, 4) == 32 - 32 % R
+    assert fast_linear.chunk_rows(100_000, 8) == R and fast_linear.chunk_rows(0, 4) % R == 0
 
 
 def test_the_linear_layer_splits_its_forward_between_threads_and_equals_torch():

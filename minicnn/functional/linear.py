@@ -15,7 +15,7 @@ from numba import prange
 from .. import runtime
 from ..runtime import parallel_kernel
 from . import checks
-from .fast_linear import linear_tiles_forward
+from .fast_linear import chunk_rows, linear_tiles_forward
 from .gemm import matmul
 
 
@@ -45,7 +45,7 @@ def linear_forward(x, w, b=None):
     threads = runtime.threads_for(work)
     linear_tiles_forward.for_work(work)(np.ascontiguousarray(x), np.ascontiguousarray(w),
                                         y.reshape(-1)[:0] if b is None else np.ascontiguousarray(b), b is not None,
-                                        threads, y)
+                                        chunk_rows(K, x.itemsize), threads, y)
     return y, LinearCache(x, w, b is not None)
 
 
