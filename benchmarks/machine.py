@@ -58,15 +58,20 @@ def cpu_label():
 
 
 def compiled_for():
-    """What the two libraries were limited to, when not this CPU's own widest ISA: minicnn's kernels
-    compile for ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` and torch's oneDNN stops at
-    ``ONEDNN_MAX_CPU_ISA`` (how an AVX2 machine is imitated on an AVX-512 one). Empty otherwise."""
+    """What the libraries were limited to, when not this CPU's own widest ISA: minicnn's kernels
+    compile for ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES``, torch's oneDNN stops at
+    ``ONEDNN_MAX_CPU_ISA``, its MKL at ``MKL_ENABLE_INSTRUCTIONS``, and numpy's OpenBLAS takes the
+    kernels of ``OPENBLAS_CORETYPE`` (how an AVX2 machine is imitated on an AVX-512 one: each library
+    otherwise picks its kernels by the CPU it finds, and OpenBLAS and MKL take their AVX-512 ones).
+    Empty otherwise."""
     limits = []
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         limits.append(f"minicnn compiled for {os.environ.get('NUMBA_CPU_NAME', 'the host')} "
                       f"({'AVX-512' if VECTOR_BYTES == 64 else 'AVX2'} vectors)")
-    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
-        limits.append(f"torch's oneDNN limited to {os.environ['ONEDNN_MAX_CPU_ISA']}")
+    for variable, what in (("ONEDNN_MAX_CPU_ISA", "torch's oneDNN limited to"), ("MKL_ENABLE_INSTRUCTIONS", "torch's MKL limited to"),
+                           ("OPENBLAS_CORETYPE", "numpy's OpenBLAS on its kernels for")):
+        if os.environ.get(variable):
+            limits.append(f"{what} {os.environ[variable]}")
     return "; ".join(limits)
 
 

@@ -15,6 +15,20 @@ def test_cpu_name_without_family_is_the_model_name():
     assert cpu_name("model name\t: AMD EPYC\n") == "AMD EPYC"
 
 
+def test_compiled_for_names_each_library_an_imitation_limits(monkeypatch):
+    """An imitated AVX2 run records every limit it set: minicnn's target, torch's oneDNN and MKL,
+    numpy's OpenBLAS kernels (which, unlimited, take their AVX-512 kernels on an AVX-512 machine)."""
+    from benchmarks import machine
+    for variable in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE"):
+        monkeypatch.delenv(variable, raising=False)
+    assert machine.compiled_for() == ""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert machine.compiled_for() == ("torch's oneDNN limited to AVX2; torch's MKL limited to AVX2; "
+                                      "numpy's OpenBLAS on its kernels for Haswell")
+
+
 def test_fma_chains_compute_twelve_chains_of_multiply_adds():
     """Each of the 12 stored vectors is s -> a*s + b from s = 0, ``steps`` times: with a = 0.5 and b = 1,
     1, 1.5, 1.75, exactly."""
