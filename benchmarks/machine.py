@@ -68,7 +68,8 @@ def compiled_for():
     if os.environ.get("NUMBA_CPU_NAME") or os.environ.get("NUMBA_CPU_FEATURES"):
         limits.append(f"minicnn compiled for {os.environ.get('NUMBA_CPU_NAME', 'the host')} "
                       f"({'AVX-512' if VECTOR_BYTES == 64 else 'AVX2'} vectors)")
-    for variable, what in (("ONEDNN_MAX_CPU_ISA", "torch's oneDNN limited to"), ("MKL_ENABLE_INSTRUCTIONS", "torch's MKL limited to"),
+    for variable, what in (("ONEDNN_MAX_CPU_ISA", "torch's oneDNN limited to"),
+                           ("MKL_ENABLE_INSTRUCTIONS", "torch's MKL limited to"),
                            ("OPENBLAS_CORETYPE", "numpy's OpenBLAS on its kernels for")):
         if os.environ.get(variable):
             limits.append(f"{what} {os.environ[variable]}")

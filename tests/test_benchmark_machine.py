@@ -19,7 +19,8 @@ def test_compiled_for_names_each_library_an_imitation_limits(monkeypatch):
     """An imitated AVX2 run records every limit it set: minicnn's target, torch's oneDNN and MKL,
     numpy's OpenBLAS kernels (which, unlimited, take their AVX-512 kernels on an AVX-512 machine)."""
     from benchmarks import machine
-    for variable in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE"):
+    for variable in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                     "OPENBLAS_CORETYPE"):
         monkeypatch.delenv(variable, raising=False)
     assert machine.compiled_for() == ""
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")

@@ -1,4 +1,9 @@
 """fast_linear: the Linear layer's forward as register-tiled dot products (``microkernels.dot_tile_*``)."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +111,18 @@ def test_the_linear_layer_splits_its_forward_between_threads_and_equals_torch():
         x = generator(2).standard_normal((M, K)).astype(np.float32)
         expected = torch.nn.functional.linear(*(torch.from_numpy(a) for a in (x, layer.weight.data, layer.bias.data)))
         assert_close(layer(x), expected.numpy(), "Linear", scale=float(np.abs(x).max() * np.abs(layer.weight.data).max() * K))
+
+
+def test_the_tiles_run_as_plain_python_with_the_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 runs fast_linear's loops and simd's operations as Python, for a debugger;
+    on small integers (every sum exact) the result is the integer product, bit for bit."""
+    code = ("import json, numpy as np, numba\n"
+            "from minicnn.functional.linear import linear_forward\n"
+            "assert numba.config.DISABLE_JIT\n"
+            "rng = np.random.default_rng(0)\n"
+            "x, w, b = (rng.integers(-3, 4, size=s).astype(np.float64) for s in ((5, 37), (7, 37), (7,)))\n"
+            "print(json.dumps([linear_forward(x, w, b)[0].tolist(), (x @ w.T + b).tolist()]))\n")
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    ours, exact = json.loads(run.stdout)
+    assert ours == exact
