@@ -3,7 +3,7 @@
     python docs/make_figures.py [--out docs/figures]        (or: make figures)
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
-``CrossEntropyLoss``, the functional ``im2col``/``col2im``, ``numerical_gradient``), except the
+``CrossEntropyLoss``, the functional ``im2col``/``col2im`` and ``linear_forward``, ``numerical_gradient``), except the
 benchmark figures' (history, per machine, under load), read from the kept runs in
 ``benchmarks/results/``; each is also written to ``figures.json``: the test suite runs this script
 into a temporary folder and compares that file with the committed one, so a kernel change that
@@ -23,7 +23,9 @@ from matplotlib import animation  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 import minicnn as mc  # noqa: E402
+from minicnn.functional import make_microkernels  # noqa: E402
 from minicnn.functional.conv import col2im, conv2d_forward, im2col  # noqa: E402
+from minicnn.functional.linear import linear_forward  # noqa: E402
 from minicnn.testing import numerical_gradient  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -362,6 +364,49 @@ def softmax_figure(out_dir, numbers):
     numbers["softmax_nll"] = dict(logits=logits[0].tolist(), p=p.tolist(), loss=loss, grad=grad.tolist())
 
 
+def linear_figure(out_dir, numbers):
+    """docs/linear.md: one output of Linear's fast forward as a dot product in lanes (4 lanes drawn,
+    16 in a real AVX-512 vector), and an output split into AVX-512's tiles of 4 rows of x by 5 of W."""
+    x = np.array([[1.0, 2, 0, -1, 3, 1, -2, 2]])
+    w = np.array([[2.0, -1, 1, 3, 0, 2, 1, 1]])
+    y = float(linear_forward(x, w)[0][0, 0])
+    lanes = 4
+    products = (x * w)[0].reshape(-1, lanes)                    # row j: the j-th vector of products
+    lane_sums = products.sum(axis=0)                           # what each lane's chain of FMAs holds
+    halving = [lane_sums]
+    while halving[-1].size > 1:
+        v = halving[-1]
+        halving.append(v[:v.size // 2] + v[v.size // 2:])
+    assert halving[-1][0] == y == (x @ w.T)[0, 0]
+    rows, cols = make_microkernels.DOT_TILES[0]                 # AVX-512's tile
+    M, N = 6, 7
+    tile_of = np.array([[(m // rows) * -(-N // cols) + n // cols for n in range(N)] for m in range(M)])
+    fig, ax = canvas(24, 8, (13, 4.4))
+    grid(ax, x[:, :lanes], 0, 0, title="x[0, 0:4]")
+    grid(ax, x[:, lanes:], 4.6, 0, title="x[0, 4:8]")
+    grid(ax, w[:, :lanes], 0, 1.9, title="w[0, 0:4]")
+    grid(ax, w[:, lanes:], 4.6, 1.9, title="w[0, 4:8]")
+    grid(ax, products[:1], 0, 3.8, fill={(0, c): COLORS[c] for c in range(lanes)}, title="sums: 1st x·w")
+    grid(ax, lane_sums[None], 4.6, 3.8, fill={(0, c): COLORS[c] for c in range(lanes)}, title="+ 2nd x·w (fma)")
+    for k, v in enumerate(halving[1:]):
+        grid(ax, v[None], 0.6 + 2.6 * k, 6.0, title="halves added" if k == 0 else "")
+    ax.text(6.2, 6.5, f"= y[0, 0] = {y:g}", ha="left", va="center", fontsize=11)
+    ax.text(4.3, 8.0, f"{lanes} lanes drawn; a vector holds 16 float32 with AVX-512", ha="center", va="center", fontsize=9)
+    fill = {(m, n): COLORS[tile_of[m, n] % len(COLORS)] for m in range(M) for n in range(N)}
+    grid(ax, np.full((M, N), np.nan), 12, 1, fill=fill,
+         title=f"y ({M}×{N}), rows of x × rows of W: tiles of {rows} × {cols}")
+    for t in range(tile_of.max() + 1):
+        m0, n0 = divmod(t, -(-N // cols))
+        ax.text(12 + n0 * cols + 0.5, 1 + m0 * rows + 0.5, f"tile {t}", ha="left", va="center", fontsize=9)
+    ax.text(15.5, 7.6, "an edge tile repeats its last row of x or of W\nand stores only its own outputs",
+            ha="center", va="top", fontsize=9)
+    ax.set_xlim(-0.3, 19.5)
+    ax.set_ylim(8.6, -1.2)
+    save(fig, out_dir / "linear.png")
+    numbers["linear"] = dict(x=x[0].tolist(), w=w[0].tolist(), lane_sums=lane_sums.tolist(),
+                             halving=[v.tolist() for v in halving[1:]], y=y, tiles=tile_of.tolist())
+
+
 # ---------------------------------------------------------------------------
 # Learner tools and extending
 # ---------------------------------------------------------------------------
@@ -559,7 +604,7 @@ def _rounded(value, places=9):
 
 
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
-           maxpool_backward_gif, batchnorm_figure, softmax_figure, gradcheck_figure, extending_figure,
+           maxpool_backward_gif, batchnorm_figure, softmax_figure, linear_figure, gradcheck_figure, extending_figure,
            benchmark_history_figure, per_machine_figure, under_load_figure]
 
 

@@ -48,6 +48,9 @@ def test_the_numbers_are_the_worked_examples(drawn):
     assert numbers["maxpool"]["overlap_dx"][1][2] == 10
     assert numbers["softmax_nll"]["grad"][0] < 0 < min(numbers["softmax_nll"]["grad"][1:])
     assert abs(sum(numbers["batchnorm"]["dx"])) < 1e-8  # 0, up to the 9-decimal rounding of each entry
+    # linear.md by hand: products 2 -2 0 -3 | 0 2 -2 2, lane sums 2 0 -2 -1, halves -> 0 -1 -> -1
+    assert numbers["linear"]["lane_sums"] == [2, 0, -2, -1] and numbers["linear"]["halving"] == [[0, -1], [-1]]
+    assert numbers["linear"]["y"] == -1 and numbers["linear"]["tiles"][5] == [2, 2, 2, 2, 2, 3, 3]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
