@@ -1,4 +1,9 @@
-"""Tolerances and the minicnn-versus-torch comparison used across the tests."""
+"""Tolerances, the minicnn-versus-torch comparison and a run without the JIT, used across the tests."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import torch
 
@@ -43,3 +48,11 @@ def compare_with_torch(layer, x, rng, steps=1, dx_scale=lambda layer, dout: 0.0)
                 scale = dx_scale(layer, dout) if name == "input gradient" else 0.0
                 assert_close(ours, theirs, f"{name} (step {step})", scale)
     return pairs["output"][0]
+
+
+def printed_without_jit(code):
+    """What ``code`` prints (one JSON value), run in a fresh Python with NUMBA_DISABLE_JIT=1: every
+    kernel then runs as plain Python, as in a debugger."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(run.stdout)

@@ -1,9 +1,4 @@
 """fast_linear: the Linear layer's forward as register-tiled dot products (``microkernels.dot_tile_*``)."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from numba import njit
 
 import minicnn as mc
-from helpers import assert_close
+from helpers import assert_close, printed_without_jit
 from minicnn import runtime
 from minicnn.functional import fast_linear, simd
 from minicnn.functional.linear import linear_forward
@@ -122,7 +117,5 @@ def test_the_tiles_run_as_plain_python_with_the_jit_disabled():
             "rng = np.random.default_rng(0)\n"
             "x, w, b = (rng.integers(-3, 4, size=s).astype(np.float64) for s in ((5, 37), (7, 37), (7,)))\n"
             "print(json.dumps([linear_forward(x, w, b)[0].tolist(), (x @ w.T + b).tolist()]))\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    ours, exact = json.loads(run.stdout)
+    ours, exact = printed_without_jit(code)
     assert ours == exact

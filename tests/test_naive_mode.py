@@ -1,15 +1,11 @@
 """``impl="naive"``: the readable direct loops run through the same layers, train the real models,
 and stay debuggable as plain Python with NUMBA_DISABLE_JIT=1."""
-import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import minicnn as mc
-from helpers import assert_close
+from helpers import assert_close, printed_without_jit
 from minicnn.training import models
 
 
@@ -45,9 +41,7 @@ def test_the_naive_layers_run_as_plain_python_with_the_jit_disabled():
             "x = rng.standard_normal((2, 2, 7, 6))\n"
             "out = m(x); dx = m.backward(np.ones_like(out))\n"
             "print(json.dumps([out.tolist(), dx.tolist(), m[0].weight.grad.tolist()]))\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    out_py, dx_py, dw_py = (np.array(v) for v in json.loads(run.stdout))
+    out_py, dx_py, dw_py = (np.array(v) for v in printed_without_jit(code))
     rng = np.random.default_rng(0)
     m = mc.Sequential(mc.Conv2d(2, 3, (3, 2), stride=2, padding=1, dtype=np.float64,
                                 generator=np.random.default_rng(1)), mc.MaxPool2d(2, stride=1))
