@@ -3,8 +3,8 @@
     python docs/make_figures.py [--out docs/figures]        (or: make figures)
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
-``CrossEntropyLoss``, the functional ``im2col``/``col2im`` and ``linear_forward``, ``numerical_gradient``), except the
-benchmark figures' (history, per machine, under load), read from the kept runs in
+``CrossEntropyLoss``, the functional ``im2col``/``col2im`` and ``linear_forward``,
+``numerical_gradient``), except the benchmark figures' (history, per machine, under load), read from the kept runs in
 ``benchmarks/results/``; each is also written to ``figures.json``: the test suite runs this script
 into a temporary folder and compares that file with the committed one, so a kernel change that
 alters a figure fails CI until the figures are regenerated (``make figures``).
@@ -391,7 +391,8 @@ def linear_figure(out_dir, numbers):
     for k, v in enumerate(halving[1:]):
         grid(ax, v[None], 0.6 + 2.6 * k, 6.0, title="halves added" if k == 0 else "")
     ax.text(6.2, 6.5, f"= y[0, 0] = {y:g}", ha="left", va="center", fontsize=11)
-    ax.text(4.3, 8.0, f"{lanes} lanes drawn; a vector holds 16 float32 with AVX-512", ha="center", va="center", fontsize=9)
+    ax.text(4.3, 8.0, f"{lanes} lanes drawn; a vector holds 16 float32 with AVX-512", ha="center", va="center",
+            fontsize=9)
     fill = {(m, n): COLORS[tile_of[m, n] % len(COLORS)] for m in range(M) for n in range(N)}
     grid(ax, np.full((M, N), np.nan), 12, 1, fill=fill,
          title=f"y ({M}×{N}), rows of x × rows of W: tiles of {rows} × {cols}")
@@ -604,8 +605,8 @@ def _rounded(value, places=9):
 
 
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
-           maxpool_backward_gif, batchnorm_figure, softmax_figure, linear_figure, gradcheck_figure, extending_figure,
-           benchmark_history_figure, per_machine_figure, under_load_figure]
+           maxpool_backward_gif, batchnorm_figure, softmax_figure, linear_figure, gradcheck_figure,
+           extending_figure, benchmark_history_figure, per_machine_figure, under_load_figure]
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ from numba import njit
 import minicnn as mc
 from helpers import assert_close, printed_without_jit
 from minicnn import runtime
-from minicnn.functional import fast_linear, simd
+from minicnn.functional import fast_linear, gemm, simd
 from minicnn.functional.linear import linear_forward
 from strategies import DTYPES, generator, seeds
 
@@ -50,7 +50,8 @@ def test_every_output_is_its_own_rows_dot_product(seed, M, N, K, has_bias, chunk
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("M, K, N", [(64, 1568, 10), (64, 2000, 500), (5, 500, 10), (9, 37, 7), (2, 50, 3), (1, 2000, 500)])
+@pytest.mark.parametrize("M, K, N", [(64, 1568, 10), (64, 2000, 500), (5, 500, 10), (9, 37, 7), (2, 50, 3),
+                                     (1, 2000, 500)])
 def test_linear_forward_equals_torch(dtype, M, K, N):
     """The seed models' Linear layers and odd sizes, with and without bias, from contiguous and
     transposed (column-major) arrays, on the threads the work gets, batch 1 to 64."""
@@ -84,7 +85,8 @@ def test_an_outputs_bits_depend_neither_on_the_batch_nor_on_the_split(dtype):
     alone = np.concatenate([forward(x[i:i + 1], 1, fast_linear.TILE_ROWS) for i in range(len(x))])
     for workers in range(1, 6):
         for chunk in (fast_linear.TILE_ROWS, 2 * fast_linear.TILE_ROWS, fast_linear.chunk_rows(70, x.itemsize)):
-            np.testing.assert_array_equal(forward(x, workers, chunk), alone, err_msg=f"{workers} workers, chunk {chunk}")
+            np.testing.assert_array_equal(forward(x, workers, chunk), alone,
+                                          err_msg=f"{workers} workers, chunk {chunk}")
 
 
 def test_chunks_are_whole_tiles_of_about_chunk_bytes():
@@ -101,11 +103,13 @@ def test_the_linear_layer_splits_its_forward_between_threads_and_equals_torch():
     batch 256 too, with fewer tiles of W than threads when there are more than two (by x's rows)."""
     mc.set_num_threads()
     for M, K, N in ((64, 2000, 500), (256, 1568, 10)):
-        assert runtime.threads_for(M * N * K // 32) == runtime.numba.get_num_threads()
+        assert runtime.threads_for(gemm.product_work(M, K, N)) == runtime.numba.get_num_threads()
         layer = mc.Linear(K, N, generator=np.random.default_rng(0))
         x = generator(2).standard_normal((M, K)).astype(np.float32)
-        expected = torch.nn.functional.linear(*(torch.from_numpy(a) for a in (x, layer.weight.data, layer.bias.data)))
-        assert_close(layer(x), expected.numpy(), "Linear", scale=float(np.abs(x).max() * np.abs(layer.weight.data).max() * K))
+        expected = torch.nn.functional.linear(*(torch.from_numpy(a) for a in (x, layer.weight.data,
+                                                                               layer.bias.data)))
+        scale = float(np.abs(x).max() * np.abs(layer.weight.data).max() * K)
+        assert_close(layer(x), expected.numpy(), "Linear", scale=scale)
 
 
 def test_the_tiles_run_as_plain_python_with_the_jit_disabled():

@@ -75,6 +75,13 @@ def test_linear_sized_products_are_split_and_equal_torch(dtype):
         assert_close(gemm.matmul(a, b), expected, "matmul", scale=float(np.abs(a).max() * np.abs(b).max() * a.shape[1]))
 
 
+def test_a_products_work_is_its_multiply_adds_over_32_or_its_second_operand_whichever_is_more():
+    """Hand-derived, notebook's 2000->500: at batch 64 64*2000*500/32 = 2,000,000 multiply-adds' worth;
+    at batch 1 the 1,000,000 weights it reads outweigh its 31,250."""
+    assert gemm.product_work(64, 2000, 500) == 2_000_000
+    assert gemm.product_work(1, 2000, 500) == 1_000_000
+
+
 def test_float32_and_float64_in_one_process_each_use_their_own_blas_function(monkeypatch):
     """Numba's dispatcher once ran the float32 build with dgemm (it found the two ctypes types convertible)."""
     monkeypatch.setattr(runtime, "threads_for", lambda work: 2)

@@ -82,6 +82,15 @@ def _gemm_parts(gemm, trans_a, trans_b, K, a, lda, a_row_bytes, b, ldb, b_column
 gemm_parts = parallel_kernel(_gemm_parts)
 
 
+def product_work(M, K, N):
+    """The work of an (M, K) by (K, N) product, as ``runtime.threads_for`` counts it: the multiply-adds
+    / 32, or reading the (K, N) operand, about an element a nanosecond, whichever is more. So a
+    matrix-vector product over an operand larger than one core's L2 is split too (notebook's Linear
+    2000->500 at batch 1, 4 MB of weights, Intel Xeon with 2 MB of L2 a core: 0.125-0.145 ms on one
+    thread, 0.043 in two halves)."""
+    return max(M * N * K // 32, K * N)
+
+
 def split_rows(M, K, N):
     """Whether the product of an (M, K) and a (K, N) matrix is split by rows (else by columns): when it
     is thin, fewer than ``THIN`` columns or a sum over fewer than ``THIN`` terms, and has ``THIN``
@@ -137,8 +146,8 @@ def matmul(a, b, out=None):
     single-threaded ``cblas_?gemm`` call on ``a[lo:hi]``, or each column range one on ``b[:, lo:hi]``:
     every element is one call's sum over the whole of K (``tests/test_gemm.py``).
     Against the undivided product it can differ by rounding, as OpenBLAS's own threads do
-    (its dgemm's summation order depends on N). Products under ``runtime.threads_for``
-    (the larger of M·N·K/32 and K·N, b's elements) are one call on the calling thread.
+    (its dgemm's summation order depends on N). Products whose ``product_work`` is under
+    ``runtime.threads_for``'s threshold are one call on the calling thread.
     """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul: expected a (M, K) and b (K, N), got a {a.shape} and b {b.shape}")
@@ -148,10 +157,7 @@ def matmul(a, b, out=None):
         raise ValueError(f"matmul: expected out of shape {(M, N)} and dtype {a.dtype}, "
                          f"got {out.shape} and {out.dtype}")
     gemm = _cblas_functions().get(a.dtype) if a.dtype == b.dtype else None
-    # The work is the multiply-adds / 32, or reading b, about an element a nanosecond: a matrix-vector
-    # product over a b larger than one core's L2 is split too (notebook's Linear 2000->500 at batch 1,
-    # 4 MB of weights, Intel Xeon with 2 MB of L2 a core: 0.125-0.145 ms on one thread, 0.043 in two halves).
-    work = max(M * N * K // 32, K * N)
+    work = product_work(M, K, N)
     threads = runtime.threads_for(work) if gemm is not None and runtime.BLAS_THREADS == 1 else 1
     by_rows = split_rows(M, K, N)
     parts = min(threads, M if by_rows else N)

@@ -16,7 +16,7 @@ from .. import runtime
 from ..runtime import parallel_kernel
 from . import checks
 from .fast_linear import chunk_rows, linear_tiles_forward
-from .gemm import matmul
+from .gemm import matmul, product_work
 
 
 class LinearCache(NamedTuple):
@@ -40,8 +40,7 @@ def linear_forward(x, w, b=None):
     checks.check_once(_ACCEPTED, key, _check_arguments, x, w, b)
     (M, K), N = x.shape, w.shape[0]
     y = np.empty((M, N), dtype=x.dtype)
-    # the work as gemm.matmul counts it: multiply-adds / 32, or reading w when a batch is small
-    work = max(M * N * K // 32, N * K)
+    work = product_work(M, K, N)  # as gemm.matmul's: multiply-adds / 32, or reading w at small batches
     threads = runtime.threads_for(work)
     linear_tiles_forward.for_work(work)(np.ascontiguousarray(x), np.ascontiguousarray(w),
                                         y.reshape(-1)[:0] if b is None else np.ascontiguousarray(b), b is not None,
