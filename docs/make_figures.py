@@ -3,7 +3,7 @@
     python docs/make_figures.py [--out docs/figures]        (or: make figures)
 
 Every number in a figure is computed here by minicnn (``Conv2d``, ``MaxPool2d``, ``BatchNorm1d``,
-``CrossEntropyLoss``, the functional ``im2col``/``col2im`` and ``linear_forward``,
+``CrossEntropyLoss``, ``SGD``, the functional ``im2col``/``col2im`` and ``linear_forward``,
 ``numerical_gradient``), except the benchmark figures' (history, per machine, under load), read from the kept runs in
 ``benchmarks/results/``; each is also written to ``figures.json``: the test suite runs this script
 into a temporary folder and compares that file with the committed one, so a kernel change that
@@ -408,6 +408,71 @@ def linear_figure(out_dir, numbers):
                              halving=[v.tolist() for v in halving[1:]], y=y, tiles=tile_of.tolist())
 
 
+def _sgd_path(start, gradient, steps, **settings):
+    """The points a float64 parameter passes through under ``minicnn.SGD(**settings)``, the gradient
+    at each point given by ``gradient(point)``."""
+    p = mc.Parameter(np.array(start, dtype=np.float64))
+    opt = mc.SGD([p], **settings)
+    path = [p.data.copy()]
+    for _ in range(steps):
+        opt.zero_grad()
+        p.grad += gradient(p.data)
+        opt.step()
+        path.append(p.data.copy())
+    return np.array(path)
+
+
+def sgd_figure(out_dir, numbers):
+    """docs/sgd.md: minicnn.SGD's paths on a long bowl, and the step sizes when the learning rate
+    drops, torch's buffer (minicnn.SGD) against a velocity with the learning rate inside it."""
+    curvature = np.array([1.0, 10.0])                          # f(p) = (p0^2 + 10 p1^2) / 2
+
+    def bowl(p):
+        return curvature * p
+
+    start, steps = [-4.0, 1.5], 30
+    paths = {"plain": _sgd_path(start, bowl, steps, lr=0.05),
+             "momentum 0.8": _sgd_path(start, bowl, steps, lr=0.05, momentum=0.8),
+             "Nesterov, momentum 0.8": _sgd_path(start, bowl, steps, lr=0.05, momentum=0.8, nesterov=True)}
+    # f(p) = p: the gradient is 1 everywhere; lr 0.1 for 10 steps, then 0.01
+    drop_at, total, momentum = 10, 30, 0.9
+    p = mc.Parameter(np.zeros(1))
+    opt = mc.SGD([p], lr=0.1, momentum=momentum)
+    torch_steps, velocity_steps, v = [], [], 0.0
+    for t in range(total):
+        lr = 0.1 if t < drop_at else 0.01
+        opt.lr = lr
+        before = p.data[0]
+        opt.zero_grad()
+        p.grad += 1.0
+        opt.step()
+        torch_steps.append(before - p.data[0])
+        v = momentum * v - lr * 1.0                           # CS231n's form: v = mu v - lr g; p += v
+        velocity_steps.append(-v)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    u, w = np.meshgrid(np.linspace(-4.5, 1.5, 200), np.linspace(-2, 2, 200))
+    axes[0].contour(u, w, (u ** 2 + 10 * w ** 2) / 2, levels=12, colors="0.8", linewidths=0.8)
+    for (label, path), color in zip(paths.items(), COLORS):
+        axes[0].plot(path[:, 0], path[:, 1], "o-", ms=2.5, lw=1.2, color=color, label=label)
+    axes[0].set_title(f"{steps} steps of lr 0.05 on f = (p0² + 10 p1²) / 2, from ({start[0]:g}, {start[1]:g})")
+    axes[0].set_xlabel("p0")
+    axes[0].set_ylabel("p1")
+    axes[0].legend(fontsize=8, loc="lower right")
+    t = np.arange(1, total + 1)
+    axes[1].plot(t, torch_steps, "o-", ms=3, color=COLORS[0], label="torch / minicnn: p -= lr · buf")
+    axes[1].plot(t, velocity_steps, "s--", ms=3, color=COLORS[1], label="lr inside: v = μv − lr·g, p += v")
+    axes[1].axvline(drop_at + 0.5, color="black", lw=0.6)
+    axes[1].text(drop_at + 0.2, 0.04, "lr 0.1 → 0.01 ", fontsize=9, ha="right", va="bottom",
+                 transform=axes[1].get_xaxis_transform())
+    axes[1].set_title("step size with g = 1, momentum 0.9")
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("|Δp|")
+    axes[1].legend(fontsize=8)
+    save(fig, out_dir / "sgd.png")
+    numbers["sgd"] = dict(paths={k: v.tolist() for k, v in paths.items()}, torch_steps=torch_steps,
+                          velocity_steps=velocity_steps)
+
+
 # ---------------------------------------------------------------------------
 # Learner tools and extending
 # ---------------------------------------------------------------------------
@@ -606,7 +671,7 @@ def _rounded(value, places=9):
 
 
 FIGURES = [conv_forward_figure, conv_window_gif, im2col_figure, conv_backward_figure, maxpool_figure,
-           maxpool_backward_gif, batchnorm_figure, softmax_figure, linear_figure, gradcheck_figure,
+           maxpool_backward_gif, batchnorm_figure, softmax_figure, linear_figure, sgd_figure, gradcheck_figure,
            extending_figure, benchmark_history_figure, per_machine_figure, under_load_figure]
 
 

@@ -51,6 +51,12 @@ def test_the_numbers_are_the_worked_examples(drawn):
     # linear.md by hand: products 2 -2 0 -3 | 0 2 -2 2, lane sums 2 0 -2 -1, halves -> 0 -1 -> -1
     assert numbers["linear"]["lane_sums"] == [2, 0, -2, -1] and numbers["linear"]["halving"] == [[0, -1], [-1]]
     assert numbers["linear"]["y"] == -1 and numbers["linear"]["tiles"][5] == [2, 2, 2, 2, 2, 3, 3]
+    # sgd.md by hand: g = 1, momentum 0.9, lr 0.1: steps 0.1 * (1 - 0.9^t) / 0.1; lr 0.01 from step 11
+    sgd = numbers["sgd"]
+    assert [round(s, 6) for s in sgd["torch_steps"][:3]] == [0.1, 0.19, 0.271]
+    assert abs(sgd["torch_steps"][10] - 0.1 * (1 - 0.9 ** 11)) < 1e-9
+    assert abs(sgd["velocity_steps"][10] - (0.9 * (1 - 0.9 ** 10) + 0.01)) < 1e-9
+    assert abs(sgd["paths"]["plain"][30][0] - -4 * 0.95 ** 30) < 1e-9  # p0 shrinks by lr * 1 a step
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
