@@ -132,6 +132,16 @@ def fma_peak_gflops(threads=None, steps=10_000_000, repeats=5):
     return best
 
 
+def blas_description(info):
+    """One BLAS library of ``threadpoolctl.threadpool_info()``: its name, version, the CPU its kernels
+    were chosen for (OpenBLAS picks them by the CPU it finds, or by ``OPENBLAS_CORETYPE``: on the
+    AMD EPYC of family 25 it reports ``SkylakeX``, its AVX-512 kernels) and its threads."""
+    name = " ".join(filter(None, (info["internal_api"], info.get("version"))))
+    kernels = f"{info['architecture']} kernels, " if info.get("architecture") else ""
+    threads = f"{info['num_threads']} thread" + ("s" if info["num_threads"] != 1 else "")
+    return f"{name} ({kernels}{threads})"
+
+
 def describe():
     """CPU, cores, clock, vector width, library versions and BLAS, the measured peaks and the nominal one."""
     info = _cpuinfo()
@@ -142,8 +152,7 @@ def describe():
     fma_units = 2 if "fma" in flags else 1
     flops_per_cycle = lanes * fma_units * (2 if "fma" in flags else 1)
     ghz = (max(mhz) if mhz else 2000.0) / 1000
-    blas = [f"{i['internal_api']} {i.get('version') or ''} ({i['num_threads']} threads)".replace("  ", " ")
-            for i in threadpool_info() if i["user_api"] == "blas"]
+    blas = [blas_description(i) for i in threadpool_info() if i["user_api"] == "blas"]
     measured = matmul_peak_gflops()
     fma_loop = fma_peak_gflops()
     return dict(

@@ -1,5 +1,12 @@
 """The benchmark report names the CPU it ran on, generation included."""
+import os
+import pathlib
+import subprocess
+import sys
+
 from benchmarks.machine import cpu_name
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 ZEN5 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n"
 XEON = ("processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\n"
@@ -28,6 +35,20 @@ def test_compiled_for_names_each_library_an_imitation_limits(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert machine.compiled_for() == ("torch's oneDNN limited to AVX2; torch's MKL limited to AVX2; "
                                       "numpy's OpenBLAS on its kernels for Haswell")
+
+
+def test_the_blas_line_names_the_kernels_openblas_runs():
+    """The run's header says which CPU's kernels numpy's OpenBLAS took, as OpenBLAS itself reports it:
+    in a fresh process with OPENBLAS_CORETYPE=Haswell, its Haswell (AVX2) kernels."""
+    from benchmarks import machine
+    assert machine.blas_description(dict(internal_api="openblas", version="0.3.31", num_threads=2,
+                                         architecture="SkylakeX")) == "openblas 0.3.31 (SkylakeX kernels, 2 threads)"
+    assert machine.blas_description(dict(internal_api="mkl", version=None, num_threads=1)) == "mkl (1 thread)"
+    code = ("import numpy; from threadpoolctl import threadpool_info; from benchmarks import machine; "
+            "print([machine.blas_description(i) for i in threadpool_info() if i['internal_api'] == 'openblas'])")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", PYTHONPATH=str(ROOT))
+    printed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "(Haswell kernels, " in printed, printed
 
 
 def test_fma_chains_compute_twelve_chains_of_multiply_adds():
