@@ -438,9 +438,9 @@ def sgd_figure(out_dir, numbers):
     drop_at, total, momentum = 10, 30, 0.9
     p = mc.Parameter(np.zeros(1))
     opt = mc.SGD([p], lr=0.1, momentum=momentum)
-    torch_steps, velocity_steps, v = [], [], 0.0
-    for t in range(total):
-        lr = 0.1 if t < drop_at else 0.01
+    torch_steps, velocity_steps, v = [], [], 0.0  # |step| by torch's rule (minicnn.SGD), by the velocity
+    for step in range(total):
+        lr = 0.1 if step < drop_at else 0.01
         opt.lr = lr
         before = p.data[0]
         opt.zero_grad()
@@ -458,9 +458,9 @@ def sgd_figure(out_dir, numbers):
     axes[0].set_xlabel("p0")
     axes[0].set_ylabel("p1")
     axes[0].legend(fontsize=8, loc="lower right")
-    t = np.arange(1, total + 1)
-    axes[1].plot(t, torch_steps, "o-", ms=3, color=COLORS[0], label="torch / minicnn: p -= lr · buf")
-    axes[1].plot(t, velocity_steps, "s--", ms=3, color=COLORS[1], label="lr inside: v = μv − lr·g, p += v")
+    step = np.arange(1, total + 1)
+    axes[1].plot(step, torch_steps, "o-", ms=3, color=COLORS[0], label="torch / minicnn: p -= lr · buf")
+    axes[1].plot(step, velocity_steps, "s--", ms=3, color=COLORS[1], label="lr inside: v = μv − lr·g, p += v")
     axes[1].axvline(drop_at + 0.5, color="black", lw=0.6)
     axes[1].text(drop_at + 0.2, 0.04, "lr 0.1 → 0.01 ", fontsize=9, ha="right", va="bottom",
                  transform=axes[1].get_xaxis_transform())
@@ -561,7 +561,7 @@ HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
                 ("thin rows (20)", "amd-epyc-family25-avx512-2026-12-session-20"),
                 ("LLVM inlining (21)", "amd-epyc-family25-avx512-2026-12-session-21"),
                 ("Linear tiles (22)", "amd-epyc-family25-avx512-2026-12-session-22"),
-                ("session 23", "amd-epyc-family25-avx512-2026-12-session-23")]
+                ("re-run (23)", "amd-epyc-family25-avx512-2026-12-session-23")]
 
 
 def _median_ratio(rows, kind, name, phase, batch=64):
