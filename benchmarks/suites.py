@@ -1,7 +1,9 @@
 """The measurements: per layer, per model, scaling with batch and threads, and the thread policies."""
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -11,7 +13,7 @@ from minicnn.testing.interop import to_torch
 
 from . import probe
 from .cases import SEED_MODELS, ModelPair, layer_cases, layer_flops, model_flops
-from .timing import compare
+from .timing import compare, compare_in_states
 
 
 def _inputs(sample_shape, batch, layer, rng):
@@ -161,26 +163,49 @@ def idle_suite(repeats, log):
     return rows
 
 
+# How long each state of the load suite lasts before its blocks are timed: minicnn's load policy reads
+# /proc/stat at most five times a second (runtime.free_threads), so it has seen the new state by then.
+SETTLE_SECONDS = 0.3
+
+
+def _settle(step, seconds=SETTLE_SECONDS):
+    """Run ``step`` (untimed) for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        step()
+
+
 def load_suite(budget, log, batch=64):
     """Each seed model's training step with and without a busy process pinned to one core.
 
     The busy process is a pure-Python loop; the slowdown (loaded / idle, per engine) is what a shared
-    machine costs each library.
+    machine costs each library. Idle and loaded take turns (``compare_in_states``): the busy process
+    is stopped (SIGSTOP) for the idle blocks and continued (SIGCONT) for the loaded ones, each state
+    held for ``SETTLE_SECONDS`` of minicnn steps before its blocks are timed. So both slowdowns come
+    from the same stretch of time, and a disturbance of the machine falls on idle and loaded alike.
     """
     rows = []
     pairs = [ModelPair(name, batch, np.random.default_rng(3)) for name in SEED_MODELS]
-    idle = [compare(p.train_step, p.train_step_torch, budget) for p in pairs]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         os.sched_setaffinity(busy.pid, {max(os.sched_getaffinity(0))})
-        loaded = [compare(p.train_step, p.train_step_torch, budget) for p in pairs]
+        for pair in pairs:
+            def idle(step=pair.train_step):
+                busy.send_signal(signal.SIGSTOP)
+                _settle(step)
+
+            def loaded(step=pair.train_step):
+                busy.send_signal(signal.SIGCONT)
+                _settle(step)
+
+            (ours, theirs), (ours_busy, theirs_busy) = compare_in_states(
+                pair.train_step, pair.train_step_torch, [idle, loaded], budget)
+            rows.append(dict(kind="load", name=pair.name, phase="train step", batch=batch, minicnn=ours,
+                             torch=theirs, minicnn_loaded=ours_busy, torch_loaded=theirs_busy))
+            log(rows[-1])
     finally:
         busy.kill()
         busy.wait()
-    for pair, (ours, theirs), (ours_busy, theirs_busy) in zip(pairs, idle, loaded):
-        rows.append(dict(kind="load", name=pair.name, phase="train step", batch=batch, minicnn=ours, torch=theirs,
-                         minicnn_loaded=ours_busy, torch_loaded=theirs_busy))
-        log(rows[-1])
     return rows
 
 

@@ -44,15 +44,34 @@ def _calibrate(fn, min_seconds):
 
 def compare(a, b, budget=FULL):
     """Time ``a()`` and ``b()`` alternately. Returns two dicts of median/min/max milliseconds per call."""
-    for _ in range(budget.warmup):
-        a()
-        b()
+    (ours, theirs), = compare_in_states(a, b, [lambda: None], budget)
+    return ours, theirs
+
+
+def compare_in_states(a, b, states, budget=FULL):
+    """``compare`` in each of the machine states that ``states`` enter (callables that put the machine
+    in a state and return once it holds), the states taking turns: each of ``budget.repeats`` rounds
+    enters every state in order and times a block of ``a()`` then a block of ``b()`` in it. A ratio
+    between two states (loaded / idle) is then measured side by side, like the ratio between ``a``
+    and ``b``, and a drift of the machine during the run falls on every state alike.
+
+    Returns, for each state, two dicts of median/min/max milliseconds per call (``a``'s, ``b``'s).
+    Every block of a function holds the same number of calls, calibrated in the first state.
+    """
+    for enter in states:
+        enter()
+        for _ in range(budget.warmup):
+            a()
+            b()
+    states[0]()
     number = max(_calibrate(a, budget.min_seconds), _calibrate(b, budget.min_seconds))
-    samples = ([], [])
+    samples = [([], []) for _ in states]
     for _ in range(budget.repeats):
-        for fn, out in zip((a, b), samples):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            out.append((time.perf_counter() - start) / number * 1e3)
-    return tuple(dict(median=statistics.median(s), min=min(s), max=max(s)) for s in samples)
+        for enter, state_samples in zip(states, samples):
+            enter()
+            for fn, out in zip((a, b), state_samples):
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                out.append((time.perf_counter() - start) / number * 1e3)
+    return [tuple(dict(median=statistics.median(s), min=min(s), max=max(s)) for s in pair) for pair in samples]

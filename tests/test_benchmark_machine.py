@@ -51,6 +51,40 @@ def test_the_blas_line_names_the_kernels_openblas_runs():
     assert "(Haswell kernels, " in printed, printed
 
 
+def test_compare_in_states_takes_turns_between_states(monkeypatch):
+    """Each round enters every state in turn and times a block of a, then of b, in it. On a fake clock
+    where a call of a takes 1 ms idle and 3 ms loaded and b 2 ms in both, the medians are exactly
+    those."""
+    import pytest
+
+    from benchmarks import timing
+    clock, calls, state = [0.0], [], ["idle"]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
+
+    def a():
+        calls.append("a")
+        clock[0] += 0.001 if state[0] == "idle" else 0.003
+
+    def b():
+        calls.append("b")
+        clock[0] += 0.002
+
+    def enter(name):
+        def go():
+            state[0] = name
+            calls.append(name)
+        return go
+
+    budget = timing.Budget(repeats=3, min_seconds=0.01, warmup=1)
+    (idle_a, idle_b), (loaded_a, loaded_b) = timing.compare_in_states(a, b, [enter("idle"), enter("loaded")], budget)
+    assert idle_a["median"] == pytest.approx(1.0) and loaded_a["median"] == pytest.approx(3.0)
+    assert idle_b["median"] == pytest.approx(2.0) == loaded_b["median"]
+    n = len(calls) - calls.index("b", len(calls) - 1 - calls[::-1].index("loaded"))  # calls of b in a block
+    assert n >= 10  # a block lasts at least min_seconds: 10 calls of 1 ms
+    round_ = ["idle"] + ["a"] * n + ["b"] * n + ["loaded"] + ["a"] * n + ["b"] * n
+    assert calls[-3 * len(round_):] == round_ * 3
+
+
 def test_fma_chains_compute_twelve_chains_of_multiply_adds():
     """Each of the 12 stored vectors is s -> a*s + b from s = 0, ``steps`` times: with a = 0.5 and b = 1,
     1, 1.5, 1.75, exactly."""
