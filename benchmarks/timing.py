@@ -56,7 +56,7 @@ def compare_in_states(a, b, states, budget=FULL):
     and ``b``, and a drift of the machine during the run falls on every state alike.
 
     Returns, for each state, two dicts of median/min/max milliseconds per call (``a``'s, ``b``'s).
-    Every block of a function holds the same number of calls, calibrated in the first state.
+    Every block holds the same number of calls, calibrated in the first state.
     """
     for enter in states:
         enter()
