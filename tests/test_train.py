@@ -1,14 +1,16 @@
 """Training on the real Fashion-MNIST: minicnn against torch step by step, the CLI end to end,
 exact resumption after an interrupt, and a clear stop on divergence."""
 import dataclasses
+import io
 import json
+import sys
 
 import numpy as np
 import pytest
 
 from minicnn.training import checkpoint, cli, models
 from minicnn.training.data import iterate_batches
-from minicnn.training.loop import Config, MinicnnEngine, evaluate
+from minicnn.training.loop import Config, MinicnnEngine, _progress, evaluate
 from reference.train import TorchEngine
 
 MODELS = list(models.MODELS)
@@ -125,3 +127,24 @@ def test_summary_shows_the_tutorial_sizes(capsys):
         assert formula in out
     assert "(1, 32, 7, 7)" in out and "(1, 1568)" in out and "1568 inputs -> 10 outputs" in out
     assert "total parameters: 28,938" in out  # 16*25+16 + 32*16*25+32 + 1568*10+10
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("stream, drawn", [(io.StringIO, False), (_Terminal, True)])
+def test_progress_bar_only_on_a_terminal(monkeypatch, stream, drawn):
+    """The training's progress bar draws on a terminal and writes nothing into a log file: redirected
+    (``make train > log 2>&1``, CI), every redraw would otherwise stand in the log."""
+    stderr = stream()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    bar = _progress(600, 0, "epoch 1/6", True)
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    assert ("epoch 1/6" in stderr.getvalue()) is drawn, stderr.getvalue()
+    assert _progress(600, 0, "epoch 1/6", False) is None

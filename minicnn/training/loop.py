@@ -173,11 +173,13 @@ def evaluate(engine, images, labels, batch_size=1000):
 
 
 def _progress(total, initial, desc, enabled):
+    """A progress bar on stderr, or None. tqdm's ``disable=None`` shows it only when stderr is a
+    terminal: into a log file (``make train > log 2>&1``, CI) it would write every redraw."""
     if not enabled:
         return None
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
-                file=sys.stderr)
+                file=sys.stderr, disable=None)
 
 
 def write_json(path, obj):
