@@ -1,10 +1,12 @@
-"""``python -m benchmarks.conv_layers [batch]``: the seed models' four convolutions, forward and backward,
-minicnn against torch, in a few seconds.
+"""``python -m benchmarks.conv_layers [batch] [layer ...]``: the seed models' four convolutions (or the
+named ones, e.g. ``"article 16->32"``), forward and backward, minicnn against torch, in a few seconds.
 
 A quick look at the convolution alone (``make bench`` has the full table). Each pass alternates
-minicnn and torch call blocks and prints medians and their ratio. A first layer's backward computes
-only the weight and bias gradients, on both sides, as in training. Useful with the environment of
-another CPU kind, for example an AVX2 machine imitated on an AVX-512 one::
+minicnn and torch call blocks and prints their medians, the ratio of the medians, and the median of
+the blocks' ratios (each minicnn block against the torch block right after it, so a slow stretch
+of the machine falls on both sides of a ratio). A first layer's backward computes only the weight
+and bias gradients, on both sides, as in training. Useful with the environment of another CPU kind,
+for example an AVX2 machine imitated on an AVX-512 one::
 
     NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2,+fma,...,-avx512f ONEDNN_MAX_CPU_ISA=AVX2 \\
         python -m benchmarks.conv_layers 64
@@ -28,7 +30,8 @@ SEED_CONVS = {"article 1->16": (1, 28, 16, 5, 2, True), "article 16->32": (16, 1
 
 
 def alternating_medians(ours, theirs, blocks=21, calls=3):
-    """Median ms per call of each, from ``blocks`` alternating blocks of ``calls`` calls."""
+    """(median ms per call of ``ours``, of ``theirs``, median of the blocks' ratios ours / theirs),
+    from ``blocks`` alternating blocks of ``calls`` calls."""
     times = ([], [])
     for _ in range(blocks):
         for fn, acc in zip((ours, theirs), times):
@@ -37,15 +40,20 @@ def alternating_medians(ours, theirs, blocks=21, calls=3):
             for _ in range(calls):
                 fn()
             acc.append((time.perf_counter() - start) / calls * 1e3)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return statistics.median(times[0]), statistics.median(times[1]), statistics.median(a / b for a, b in zip(*times))
 
 
-def main(N=64):
+def main(N=64, *layers):
+    unknown = sorted(set(layers) - set(SEED_CONVS))
+    if unknown:
+        raise SystemExit(f"conv_layers: unknown layer(s) {unknown}; the layers are {list(SEED_CONVS)}")
     threads = mc.set_num_threads()
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     print(f"batch {N}, {threads} threads; ms per call, minicnn / torch")
     for name, (C, H, F, K, P, first) in SEED_CONVS.items():
+        if layers and name not in layers:
+            continue
         x = rng.standard_normal((N, C, H, H), dtype=np.float32)
         w = rng.standard_normal((F, C, K, K), dtype=np.float32) / K
         b = np.zeros(F, np.float32)
@@ -64,9 +72,10 @@ def main(N=64):
                   ("backward", lambda: conv2d_backward(dout, cache, input_grad=not first),
                    lambda: torch.autograd.grad(t_out, wrt, torch.from_numpy(dout), retain_graph=True)))
         for phase, ours, theirs in passes:
-            mine, torchs = alternating_medians(ours, theirs)
-            print(f"  {name:<16} {phase:<8} {mine:8.3f} {torchs:8.3f}  ratio {mine / torchs:.2f}", flush=True)
+            mine, torchs, per_block = alternating_medians(ours, theirs)
+            print(f"  {name:<16} {phase:<8} {mine:8.3f} {torchs:8.3f}  ratio {mine / torchs:.2f}"
+                  f"  (per block {per_block:.2f})", flush=True)
 
 
 if __name__ == "__main__":
-    main(*[int(a) for a in sys.argv[1:]])
+    main(*([int(sys.argv[1])] + sys.argv[2:] if len(sys.argv) > 1 else []))

@@ -97,6 +97,44 @@ def test_fma_chains_compute_twelve_chains_of_multiply_adds():
     assert out[:3].tolist() == [0, 0, 0] and np.all(out[3:] == 1.75)
 
 
+def test_alternating_medians_pair_each_block_with_the_next(monkeypatch):
+    """benchmarks.conv_layers on a fake clock, three blocks of two calls each: with minicnn's calls
+    taking 2, 4, 9 s and torch's 1, 8, 3 s, block by block, the medians are 4 and 3 s (a ratio of
+    1.33) and the blocks' ratios 2, 0.5 and 3, whose median is 2; with 2, 4, 6 against 1, 4, 2 both
+    read 2."""
+    import itertools
+
+    from benchmarks import conv_layers
+    clock = [0.0]
+    monkeypatch.setattr(conv_layers.time, "perf_counter", lambda: clock[0])
+
+    def taking(seconds, calls):
+        """A function whose calls take seconds[k] each in block k (its untimed first call included)."""
+        count = itertools.count()
+
+        def function():
+            clock[0] += seconds[next(count) // (calls + 1)]
+        return function
+
+    for ours, theirs, expected in [((2, 4, 9), (1, 8, 3), (4000, 3000, 2)), ((2, 4, 6), (1, 4, 2), (4000, 2000, 2))]:
+        medians = conv_layers.alternating_medians(taking(ours, 2), taking(theirs, 2), blocks=3, calls=2)
+        assert medians == expected
+
+
+def test_conv_layers_runs_the_named_layer_and_refuses_unknown_ones(capsys):
+    """``python -m benchmarks.conv_layers 1 "notebook 10->20"`` times only that layer, forward and
+    backward, and prints the median of the blocks' ratios; a layer name it does not know stops it."""
+    import pytest
+
+    from benchmarks import conv_layers
+    conv_layers.main(1, "notebook 10->20")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2] for line in lines[1:]] == ["forward", "backward"], lines
+    assert all("notebook 10->20" in line and "(per block" in line for line in lines[1:]), lines
+    with pytest.raises(SystemExit, match="unknown layer"):
+        conv_layers.main(1, "article 16-32")
+
+
 def test_kernel_parts_times_the_forward_kernel_and_its_edits_still_apply():
     """benchmarks.kernel_parts' "full" copy, compiled from the kernel's source, computes the forward
     (against the naive kernel), and each variant's edited lines are still in that source."""
