@@ -14,8 +14,8 @@ for example an AVX2 machine imitated on an AVX-512 one::
 (``ONEDNN_MAX_CPU_ISA=AVX2`` makes torch's oneDNN run its ``jit:avx2`` kernels; ``ONEDNN_VERBOSE=1``
 shows it.)
 """
+import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -78,4 +78,10 @@ def main(N=64, *layers):
 
 
 if __name__ == "__main__":
-    main(*([int(sys.argv[1])] + sys.argv[2:] if len(sys.argv) > 1 else []))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_layers",
+                                     description="The seed models' convolutions, forward and backward, minicnn against torch.")
+    parser.add_argument("batch", nargs="?", type=int, default=64)
+    parser.add_argument("layers", nargs="*", metavar="layer",  # checked by main (argparse's choices refuse an empty list)
+                        help="the layers to time (default: all): " + ", ".join(f'"{name}"' for name in SEED_CONVS))
+    arguments = parser.parse_args()
+    main(arguments.batch, *arguments.layers)

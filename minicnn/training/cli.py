@@ -68,7 +68,8 @@ def add_train_arguments(parser):
     parser.add_argument("--data-dir", type=pathlib.Path, help="folder holding the Fashion-MNIST files")
     parser.add_argument("--train-limit", type=COUNT, help="train on the first N images only (default: all)")
     parser.add_argument("--test-limit", type=COUNT, help="test on the first N images only (default: all)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none when stderr is not a terminal)")
     parser.epilog = "Per-model defaults: " + _defaults_help()
     return parser
 
