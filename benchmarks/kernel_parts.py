@@ -8,7 +8,8 @@ copies of the same kernel with one part left out:
     no copy      the staged tiles are not copied into the output planes (bias added)
     no padding   the images are not padded again (xp keeps the last padding)
     only tiles   neither: what the tiles alone cost, over the real pixel addresses and taps
-    every tap    the kernel rows that read only padding are not left out
+    every tap    the kernel rows that read only padding are not left out (nor, with a strip
+                 of columns, any of the strip's kernel columns)
 
 The copies are compiled from the kernel's own source with one line replaced, so they follow it.
 Each is called in turn, alternating, ``--repeats`` times; the medians are printed with the
@@ -33,7 +34,7 @@ VARIANTS = {
     "no copy": [(COPY, "pass")],
     "no padding": [(PAD, "pass")],
     "only tiles": [(COPY, "pass"), (PAD, "pass")],
-    "every tap": [(TAPS, "begin, end = 0, T")],
+    "every tap": [(TAPS, "begin, end = 0, (T if k < row_tiles else Ts)")],
 }
 
 

@@ -3,7 +3,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import minicnn as mc
 from helpers import assert_close, compare_with_torch
@@ -31,8 +31,10 @@ def test_conv2d_matches_torch(case, dtype, seed, impl):
 # the output rows ("direct") or along the padded plane ("plane"); outer-product tiles everywhere,
 # running on across images ("tiles"), image by image across rows ("image tiles") or along each
 # output row wherever stride and width allow ("aligned tiles": narrow tiles a kernel row at a time
-# where its width allows; "aligned tiles, per tap": never); and the im2col + BLAS pair.
-_TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=-1)
+# where its width allows; "aligned tiles, per tap": never), or along the rows with each row's
+# leftover pixels taken across rows as a strip ("strip tiles"); and the im2col + BLAS pair.
+_TILES = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=-1,
+              STRIP_MAX_KERNEL_COLUMNS=0)
 _ROWS = dict(DIRECT_MAX_TAPS=10**9, WEIGHT_ROWS_MAX_TAPS=10**9)
 PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row tiles along the output rows
          "plane": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=10**9),             # ... along the padded plane
@@ -40,6 +42,8 @@ PATHS = {"direct": dict(_ROWS, PLANE_VECTORS_MAX_SHARE=0),                # row 
          "image tiles": dict(_TILES, IMAGE_TILES_MAX_REPEATED=10**9),    # image by image, however many repeated
          "aligned tiles": dict(_TILES, ROW_ALIGNED_MAX_REPEATED=10**9),  # along the rows, however many repeated
          "aligned tiles, per tap": dict(_TILES, ROW_ALIGNED_MAX_REPEATED=10**9, KERNEL_ROW_WIDTHS=()),
+         "strip tiles": dict(_TILES, STRIP_MAX_KERNEL_COLUMNS=10**9,     # along the rows and a strip, wherever
+                             IMAGE_TILES_MAX_REPEATED=10**9),              # they fit; else image by image
          "im2col": {}}
 
 
@@ -78,18 +82,94 @@ def test_kernel_row_tiles_agree_with_naive_and_equal_per_tap_tiles(case, dtype, 
     in every configuration, and to the last bit against the tiles tap by tap, whose sums take the
     same taps in the same order (a product left out is a zero, and a sum that starts at +0 is never -0)."""
     assert_naive_and_fast_agree(case, dtype, seed, "aligned tiles", 1)
+    results = _forward_and_backward_by_path(case, dtype, seed, ("aligned tiles", "aligned tiles, per tap"))
+    for name, by_row, by_tap in zip(("forward", "dx", "dw"), *results):
+        np.testing.assert_array_equal(by_row, by_tap, err_msg=name)
+
+
+def _forward_and_backward_by_path(case, dtype, seed, paths):
+    """For each of ``paths``: [out, dx, dw] of one configuration, the same input, weights and output gradient."""
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
     x = array(rng, case["shape"], dtype)
     x = x if x.ndim == 4 else x[None]
     args = (conv.weight.data, None, conv.stride, conv.padding_per_side(), conv.dilation, conv.groups)
     results = []
-    for path in ("aligned tiles", "aligned tiles, per tap"):
+    for path in paths:
         with mock.patch.multiple(conv_module, **PATHS[path]):
             out, cache = conv2d_forward(x, *args)
             results.append([out, *conv2d_backward(np.ones_like(out) * np.linspace(-1, 1, out.size).reshape(out.shape), cache)])
-    for name, by_row, by_tap in zip(("forward", "dx", "dw"), *results):
-        np.testing.assert_array_equal(by_row, by_tap, err_msg=name)
+    return results
+
+
+@given(case=conv_cases(channels=tile_channels, extra_size=24), dtype=DTYPES, seed=seeds)
+def test_strip_tiles_agree_with_naive_and_equal_tiles_across_rows(case, dtype, seed):
+    """Tiles along the rows with each row's leftover pixels taken across rows as a strip, forced
+    wherever stride and width allow, the strip leaving out the kernel columns that read only the
+    right padding for all its pixels: against the naive loops in every configuration, and to the
+    last bit against the tiles across rows, whose sums take the same taps (ordered (i, c, j)) in
+    the same order, and the padding's zeros too."""
+    assert_naive_and_fast_agree(case, dtype, seed, "strip tiles", 1)
+    by_strip, across_rows = _forward_and_backward_by_path(case, dtype, seed, ("strip tiles", "image tiles"))
+    for name, got, want in zip(("forward", "dx", "dw"), by_strip, across_rows):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+@st.composite
+def strips_leaving_out_kernel_columns(draw):
+    """(x, w, padding, dilation, groups) of a stride-1 convolution whose output rows are a few tiles
+    plus s < R pixels, and whose right padding is wide enough that the strip of those s pixels
+    leaves out kernel columns (the tile's R pixels: ``tile_shape``)."""
+    dtype = draw(DTYPES)
+    groups, Cg, Fg = draw(st.integers(1, 2)), draw(tile_channels), draw(tile_channels)
+    KH, KW = draw(st.integers(1, 3)), draw(st.integers(2, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    rows = tile_shape(Fg, dtype)[1]
+    strip = draw(st.integers(1, rows - 1))
+    right = draw(st.integers(1, dw * (KW - 1)))
+    left = draw(st.integers(0, dw * (KW - 1)))
+    OW = draw(st.integers(1, 2)) * rows + strip
+    W = OW - left - right + dw * (KW - 1)
+    assume(W >= 1 and strip <= right)  # then kernel column KW - 1 reads only the right padding for all the strip
+    H = draw(st.integers(1, 4))
+    top, bottom = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    assume(H + top + bottom >= dh * (KH - 1) + 1)
+    rng = generator(draw(seeds))
+    x = array(rng, (draw(st.integers(1, 3)), groups * Cg, H, W), dtype)
+    w = array(rng, (groups * Fg, Cg, KH, KW), dtype)
+    return x, w, (top, bottom, left, right), (dh, dw), groups
+
+
+@given(case=strips_leaving_out_kernel_columns())
+def test_strips_leave_out_kernel_columns_to_the_last_bit(case):
+    """The strip where the default rule takes it (its kernel columns fewer than the kernel's),
+    outer-product tiles forced: the forward against the naive loops, and forward and input
+    gradient to the last bit against the tiles across rows."""
+    x, w, padding, dilation, groups = case
+    taken = []
+    kernel = conv_module.conv2d_image_tiles_forward
+
+    class Recorder:  # the strip each call of the image-tiles kernel took, and its taps against all of them
+        def for_work(self, work):
+            def run(*args):
+                taken.append((args[14], args[16].shape[1], args[6].shape[1]))
+                return kernel.for_work(work)(*args)
+            return run
+
+    results = []
+    # outer-product tiles image by image: across rows, then along rows with a strip by the default rule
+    for strips in (0, conv_module.STRIP_MAX_KERNEL_COLUMNS):
+        with mock.patch.multiple(conv_module, **dict(PATHS["image tiles"], STRIP_MAX_KERNEL_COLUMNS=strips)), \
+                mock.patch.object(conv_module, "conv2d_image_tiles_forward", Recorder()):
+            taken.clear()
+            out, cache = conv2d_forward(x, w, None, (1, 1), padding, dilation, groups)
+            dout = np.linspace(-1, 1, out.size, dtype=out.dtype).reshape(out.shape)
+            results.append([out, conv2d_backward(dout, cache)[0]])
+    strip, strip_taps, taps = taken[0]  # the forward's, by the default rule
+    assert strip > 0 and strip_taps < taps, taken
+    assert_close(results[1][0], conv2d_forward_naive(x, w, None, (1, 1), padding, dilation, groups)[0], "forward")
+    for name, by_strip, across_rows in zip(("forward", "dx"), results[1], results[0]):
+        np.testing.assert_array_equal(by_strip, across_rows, err_msg=name)
 
 
 @given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds)

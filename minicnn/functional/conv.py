@@ -88,6 +88,14 @@ IMAGE_TILES_MAX_REPEATED = 0.125
 # own address, which the tiles across rows keep on the stack when they run out of registers) when a
 # row's last tile, moved back to end at the row's end, repeats at most this share of the pixels.
 ROW_ALIGNED_MAX_REPEATED = 0.125
+# ... and otherwise (stride 1, rows at least a tile long) along the rows with a strip: each row's
+# last OW % R pixels taken across rows, leaving out the kernel columns that read only the right
+# padding for all of them, when that leaves their kernel columns below this share of KW. With
+# AVX2's 6-pixel wide tiles, article's 16->32 forward (14-pixel rows: 2 tiles along each row from
+# its start, the last one leaving out the left padding's taps, and a strip of 2 columns that reads
+# 4 of the 5) multiplies 6% fewer padding zeros than tiles across rows (198 pixels): the tiles alone
+# 0.94-0.95 of their time, the whole forward 0.97-0.99 at batch 64 (imitated AVX2, docs/performance.md).
+STRIP_MAX_KERNEL_COLUMNS = 1.0
 # Narrow tiles along the rows take a kernel row's taps at once for the kernel widths in
 # ``KERNEL_ROW_WIDTHS`` (imported from fast_conv; dilation 1 along the rows): each input value is
 # broadcast once for up to KW multiply-adds. Article's 16->32 input gradient at batch 64, AMD EPYC
@@ -542,6 +550,13 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         wide, rows, block = tile_shape(out.shape[1] // groups, x.dtype)
         w_matrix = _weight_matrix(w, groups, transposed, block, 1)  # (groups, Fb, taps (c, i, j))
         along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
+        strip, strip_kw = 0, KW
+        if not along_rows and sw == 1 and OW >= rows:
+            # the kernel columns j that read data for some pixel of a strip of a row's last OW % rows
+            # pixels: those up to the input's last column, (pad_left + (W - 1)*up_w) - (OW - strip) apart
+            strip_kw = min(KW, max(1, (pad_before[1] + (x.shape[3] - 1) * upsample[1] - (OW - OW % rows)) // dw + 1))
+            if strip_kw < KW * STRIP_MAX_KERNEL_COLUMNS:
+                along_rows, strip = True, OW % rows
         if along_rows or -(OH * OW) % rows <= OH * OW * IMAGE_TILES_MAX_REPEATED:
             # taps ordered (i, c, j): the kernel rows that read only padding, a prefix and a suffix of
             # them, are left out row by row (row_taps); narrow tiles along rows take a kernel row at a time
@@ -551,8 +566,14 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
             w_taps = w_taps.reshape(groups, Cg * KH * KW, Fb)
             offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1, rows_first=True)
             row_taps = _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * KW)
+            strip_taps = (offsets, w_taps, row_taps)  # (not read without a strip)
+            if strip:
+                strip_w = w_taps.reshape(groups, KH, Cg, KW, Fb)[:, :, :, :strip_kw]
+                strip_taps = (_tap_offsets(C, Cg, KH, strip_kw, dh, dw, Hp, Wp, 1, rows_first=True),
+                              np.ascontiguousarray(strip_w).reshape(groups, KH * Cg * strip_kw, Fb),
+                              _row_tap_ranges(OH, sh, dh, KH, pad_before[0], upsample[0], x.shape[2], Cg * strip_kw))
             conv2d_image_tiles_forward.for_work(work)(x, *pads, offsets, w_taps, bias, sh, sw, wide, along_rows,
-                                                      kernel_row, row_taps, threads, xp, out)
+                                                      kernel_row, row_taps, strip, *strip_taps, threads, xp, out)
         else:
             w_taps = np.ascontiguousarray(w_matrix.transpose(0, 2, 1))
             offsets = _tap_offsets(C, Cg, KH, KW, dh, dw, Hp, Wp, 1)

@@ -16,7 +16,9 @@ backward dw  dw[f, t]     = sum_n sum_p dout[n, f, p] * xp[base(n, p) + offset(t
 * ``conv2d_tiles_forward``: a tile of R output pixels x V vectors of output channels is summed in
   registers over all taps (``microkernels.outer_tile_*``), then stored. ``conv2d_image_tiles_forward``
   takes the tiles image by image and stores them pixel-major first, then copies them into the
-  output planes a square of lanes x lanes at a time, transposed in registers (``planes_from_staged``).
+  output planes a square of lanes x lanes at a time, transposed in registers (``planes_from_staged``);
+  its tiles run across rows, along them, or along them with each row's leftover pixels as a strip
+  of columns across rows, which leaves out the kernel columns that read only the right padding.
 * ``conv2d_tiles_weight_grad``: the same tile with the roles swapped: R taps x V vectors of output
   channels summed over the pixels of a few images, their output gradient copied pixel-major first;
   each tile over only the output rows at which its taps read data.
@@ -63,7 +65,7 @@ from .microkernels import (
     row_weight_tile_4x5,
     row_weight_tile_4x2,
 )
-from .simd import VECTOR_BYTES, lanes, transpose_add, vector_registers
+from .simd import VECTOR_BYTES, lanes, load, store, transpose_add, vector_registers
 
 # Tiles by the CPU's vector registers: (function, pixels) for one vector of output channels
 # ("narrow") and for two ("wide", used when a group has more output channels than a vector holds).
@@ -260,7 +262,8 @@ def _conv2d_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bia
 
 
 def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_taps, bias, stride_h, stride_w, wide,
-                                along_rows, kernel_row, row_taps, workers, xp, out):
+                                along_rows, kernel_row, row_taps, strip, strip_offsets, strip_w_taps, strip_row_taps,
+                                workers, xp, out):
     """The same result as ``_conv2d_tiles_forward``, the tiles taken image by image and stored
     pixel-major into a buffer (P + R pixels x one block of channels), which is then copied into out's
     planes, bias added, a transposed square of lanes x lanes at a time (``planes_from_staged``). The
@@ -279,6 +282,13 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     narrow tiles take a kernel row at a time, and a tile at an output row's start or end, whose
     kernel rows' first or last kernel_row // 2 columns are all padding, leaves those taps out (the
     tile's ``edges`` entry, EDGE_START + EDGE_END when both).
+
+    With ``strip`` > 0 (along rows), each row takes OW // R tiles from its start instead, and its last
+    ``strip`` pixels, a strip of columns down the image, are taken R at a time across rows (``outer_tile_*``,
+    each pixel from its own address), stored into their places in the staging buffer. The strip's taps
+    (``strip_offsets``, ``strip_w_taps``, ``strip_row_taps``, ordered (i, c, j) like the others) are
+    the kernel columns j that read data for some pixel of the strip: those that read only the right
+    padding are left out.
     """
     N, C, Hp, Wp = xp.shape
     groups, T, Fb = w_taps.shape
@@ -286,20 +296,34 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
     Fg, Cg = F // groups, C // groups
     P = OH * OW
     R, block = tile_size(xp, wide)
-    per_row = -(-OW // R)
-    tiles = OH * per_row if along_rows else -(-P // R)
+    L = lanes(xp)
+    per_row = OW // R if strip > 0 else -(-OW // R)  # with a strip, the tiles that fit from a row's start
+    row_tiles = OH * per_row if along_rows else -(-P // R)
+    tiles = row_tiles + -(-OH * strip // R)
+    Ts = strip_w_taps.shape[1]
     workers = min(workers, N)
     flat, o = xp.reshape(-1), out.reshape(-1)
     for t in prange(workers):
         # tile k: its first output pixel starts[k]; where its pixels' taps start in the padded image,
         # bases[k*R + r] (along rows: bases[k*R], the others following it)
-        # and the entries [taps[k, 0], taps[k, 1]) of offsets it takes: those of every output row it touches
+        # and the entries [taps[k, 0], taps[k, 1]) of offsets it takes: those of every output row it touches;
+        # a tile of the strip (k >= row_tiles): targets[k*R + r], the pixel its r-th sums are stored as
         starts = np.empty(tiles, np.int64)
         bases = np.empty(tiles * R, np.int64)
+        targets = np.empty(tiles * R, np.int64)
         taps = np.empty((tiles, 2), np.int64)
         edges = np.zeros(tiles, np.int64)
         for k in range(tiles):
-            if along_rows:
+            if k >= row_tiles:  # the strip, R of its OH x strip pixels at a time: each pixel's address and place in staged
+                taps[k, 0], taps[k, 1] = Ts, 0
+                for r in range(R):
+                    q = min((k - row_tiles) * R + r, OH * strip - 1)
+                    oh = q // strip
+                    ow = OW - strip + q - oh * strip
+                    bases[k * R + r], targets[k * R + r] = oh * stride_h * Wp + ow, oh * OW + ow
+                    taps[k, 0], taps[k, 1] = min(taps[k, 0], strip_row_taps[oh, 0]), max(taps[k, 1], strip_row_taps[oh, 1])
+                taps[k, 1] = max(taps[k, 0], taps[k, 1])
+            elif along_rows:
                 oh = k // per_row
                 ow0 = min((k - oh * per_row) * R, OW - R)
                 starts[k], bases[k * R] = oh * OW + ow0, oh * stride_h * Wp + ow0
@@ -316,14 +340,23 @@ def _conv2d_image_tiles_forward(x, pad_top, pad_left, up_h, up_w, offsets, w_tap
                     taps[k, 0], taps[k, 1] = min(taps[k, 0], row_taps[oh, 0]), max(taps[k, 1], row_taps[oh, 1])
                 taps[k, 1] = max(taps[k, 0], taps[k, 1])
         staged = np.empty((P + R) * block, xp.dtype)
+        strip_tile = np.empty(R * block, xp.dtype)
         for n in range(t * N // workers, (t + 1) * N // workers):
             pad_image(x, n, pad_top, pad_left, up_h, up_w, xp)
             for g in range(groups):
                 w_g, x_g = w_taps[g].reshape(-1), flat[(n * C + g * Cg) * Hp * Wp:]
+                strip_w_g = strip_w_taps[g].reshape(-1)
                 for f0 in range(0, Fg, block):
                     for k in range(tiles):
                         begin, end = taps[k, 0], taps[k, 1]
-                        if along_rows:
+                        if k >= row_tiles:
+                            outer_tile(wide, x_g, bases[k * R:], strip_offsets[begin:], end - begin,
+                                       strip_w_g[begin * Fb:], Fb, f0, strip_tile)
+                            for r in range(R):  # (a repeated last pixel is stored twice, the same values)
+                                dst = targets[k * R + r] * block
+                                for f in range(0, block, L):
+                                    store(staged, dst + f, load(strip_tile, r * block + f))
+                        elif along_rows:
                             outer_row_tile(wide, kernel_row, edges[k], x_g, bases[k * R], offsets[begin:], end - begin,
                                            w_g[begin * Fb:], Fb, f0, staged[starts[k] * block:])
                         else:
