@@ -37,7 +37,7 @@ RUNS = [
      "earlier/intel-xeon-emeraldrapids-avx512-2026-12-session-16"),
     ("AMD EPYC family 26 (Zen 5), AVX-512, session 10, before its changes",
      "earlier/amd-epyc-family26-avx512-2026-11-before"),
-    ("AVX2 imitated on family 25 as `znver3`, OpenBLAS's and MKL's kernels too, session 23",
+    ("AVX2 imitated on family 25 as `znver3`, OpenBLAS's and MKL's kernels too, session 25",
      "imitated-avx2-znver3/results"),
     ("AVX2 imitated on family 25 as `haswell`, session 12", "imitated-avx2/results"),
     ("AMD EPYC with AVX2, the im2col convolution, before issue 9's work", "earlier/amd-epyc-avx2-2026-11"),

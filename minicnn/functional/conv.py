@@ -93,8 +93,9 @@ ROW_ALIGNED_MAX_REPEATED = 0.125
 # padding for all of them, when that leaves their kernel columns below this share of KW. With
 # AVX2's 6-pixel wide tiles, article's 16->32 forward (14-pixel rows: 2 tiles along each row from
 # its start, the last one leaving out the left padding's taps, and a strip of 2 columns that reads
-# 4 of the 5) multiplies 6% fewer padding zeros than tiles across rows (198 pixels): the tiles alone
-# 0.94-0.95 of their time, the whole forward 0.97-0.99 at batch 64 (imitated AVX2, docs/performance.md).
+# 4 of the 5) does 6% fewer multiply-adds than tiles across rows (198 pixels, every kernel column):
+# imitated AVX2, old and new in one process, the tiles alone 0.92-0.93 of their time on one thread,
+# the whole forward at batch 64 0.97-1.02 on two (docs/performance.md, session 25).
 STRIP_MAX_KERNEL_COLUMNS = 1.0
 # Narrow tiles along the rows take a kernel row's taps at once for the kernel widths in
 # ``KERNEL_ROW_WIDTHS`` (imported from fast_conv; dilation 1 along the rows): each input value is
