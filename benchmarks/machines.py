@@ -31,8 +31,8 @@ MODELS = ("article", "notebook", "notebook-bn")
 
 # (what ran, results.json's path below benchmarks/results/ without ".json"), newest first per CPU.
 RUNS = [
-    ("AMD EPYC family 25 (Zen 4), AVX-512, session 23: the tables below",
-     "earlier/amd-epyc-family25-avx512-2026-12-session-23"),
+    ("AMD EPYC family 25 (Zen 4), AVX-512, session 25: the tables below",
+     "earlier/amd-epyc-family25-avx512-2026-12-session-25"),
     ("Intel Xeon family 6 model 207 (Emerald Rapids), AVX-512, session 16",
      "earlier/intel-xeon-emeraldrapids-avx512-2026-12-session-16"),
     ("AMD EPYC family 26 (Zen 5), AVX-512, session 10, before its changes",

@@ -562,7 +562,8 @@ HISTORY_RUNS = [("im2col + BLAS", "amd-epyc-avx512-2026-11-im2col"),
                 ("LLVM inlining (21)", "amd-epyc-family25-avx512-2026-12-session-21"),
                 ("Linear tiles (22)", "amd-epyc-family25-avx512-2026-12-session-22"),
                 ("re-run (23)", "amd-epyc-family25-avx512-2026-12-session-23-first"),
-                ("load turns (23)", "amd-epyc-family25-avx512-2026-12-session-23")]
+                ("load turns (23)", "amd-epyc-family25-avx512-2026-12-session-23"),
+                ("AVX2 strip (25)", "amd-epyc-family25-avx512-2026-12-session-25")]
 
 
 def _median_ratio(rows, kind, name, phase, batch=64):
