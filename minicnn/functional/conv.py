@@ -553,8 +553,8 @@ def _convolve(x, w, groups, bias, stride, pad_before, dilation, out_hw, out, ups
         along_rows = sw == 1 and OW >= rows and -OW % rows <= OW * ROW_ALIGNED_MAX_REPEATED
         strip, strip_kw = 0, KW
         if not along_rows and sw == 1 and OW >= rows:
-            # the kernel columns j that read data for some pixel of a strip of a row's last OW % rows
-            # pixels: those up to the input's last column, (pad_left + (W - 1)*up_w) - (OW - strip) apart
+            # the strip of each row's last OW % rows pixels reads data at kernel columns j < strip_kw: those
+            # at which its first pixel, OW - OW % rows, reads at most the input's last column pad_left + (W - 1)*up_w
             strip_kw = min(KW, max(1, (pad_before[1] + (x.shape[3] - 1) * upsample[1] - (OW - OW % rows)) // dw + 1))
             if strip_kw < KW * STRIP_MAX_KERNEL_COLUMNS:
                 along_rows, strip = True, OW % rows
