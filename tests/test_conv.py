@@ -171,14 +171,15 @@ def test_strips_leave_out_kernel_columns_to_the_last_bit(case):
         np.testing.assert_array_equal(by_strip, across_rows, err_msg=name)
 
 
-@given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds)
+@given(case=conv_cases(extra_size=24), dtype=DTYPES, seed=seeds, path=st.sampled_from(["aligned tiles", "strip tiles"]))
 @settings(max_examples=40)
-def test_tiles_along_rows_match_torch(case, dtype, seed):
+def test_tiles_along_rows_match_torch(case, dtype, seed, path):
     """The layer, forward and backward, with the outer-product tiles along the output rows forced
-    wherever stride and width allow, against torch."""
+    wherever stride and width allow (a row's last tile moved back, or the rows' leftover pixels as
+    a strip of columns), against torch."""
     rng = generator(seed)
     conv = make_conv(case, dtype, seed)
-    with mock.patch.multiple(conv_module, **PATHS["aligned tiles"]):
+    with mock.patch.multiple(conv_module, **PATHS[path]):
         compare_with_torch(conv, array(rng, case["shape"], dtype), rng)
 
 

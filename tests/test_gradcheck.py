@@ -47,6 +47,17 @@ def test_conv2d_tiles_along_rows(kernel, widths):
         check(mc.Conv2d(3, 3, kernel, padding=(0, kernel[1] // 2)), rand(2, 3, 3, 16))
 
 
+@pytest.mark.parametrize("kernel", [(2, 3), (2, 5)])
+def test_conv2d_tiles_along_rows_with_a_strip(kernel):
+    """Outer-product tiles along the output rows with each row's leftover pixels as a strip of columns
+    across rows, forced for every pass that can take it (rows 16 wide: one 14-pixel tile and a strip
+    of 2, which with the 5-wide kernel's padding of 2 leaves out its last kernel column)."""
+    forced = dict(DIRECT_MAX_TAPS=0, ROWS_BELOW_VECTOR=0, WEIGHT_ROWS_MAX_TAPS=0, ROW_ALIGNED_MAX_REPEATED=-1,
+                  STRIP_MAX_KERNEL_COLUMNS=10**9)
+    with mock.patch.multiple(conv_module, **forced):
+        check(mc.Conv2d(3, 3, kernel, padding=(0, kernel[1] // 2)), rand(2, 3, 3, 16))
+
+
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
 @pytest.mark.parametrize("impl", ["fast", "naive"])
 def test_conv2d_padding_modes(padding_mode, impl):
