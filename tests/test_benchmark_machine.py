@@ -242,3 +242,53 @@ def test_the_readmes_benchmark_tables_are_the_first_machines_run():
     tables = re.search(r"<!-- benchmark:start -->\n(.*?)\n<!-- benchmark:end -->", body, re.S).group(1)
     assert tables == report.markdown(json.loads((RESULTS / f"{RUNS[0][1]}.json").read_text())), \
         "README's benchmark tables are not the run in the first row of benchmarks.machines.RUNS"
+
+
+PROC_STAT = ("cpu  100 0 50 900 3 0 1 12 0 0\n"
+             "cpu0 60 0 30 450 1 0 1 5 0 0\n"
+             "cpu1 40 0 20 450 2 0 0 7 0 0\n"
+             "intr 12345 0 0\nctxt 999\n")
+
+
+def test_steal_is_summed_over_the_per_cpu_lines_of_proc_stat():
+    """The 8th number of each cpuN line (user nice system idle iowait irq softirq steal): 5 + 7; the
+    aggregate "cpu" line (12, their sum) is not counted again, nor the lines that are not CPUs."""
+    from benchmarks.stability import steal_jiffies
+    assert steal_jiffies(PROC_STAT) == 12
+    assert steal_jiffies("intr 1 2 3 4 5 6 7 8 9\n") == 0
+
+
+def test_stability_summary_of_hand_made_windows():
+    """Steps that double together keep the ratio at 0.5 with a correlation of 1; steps that move
+    against each other (1, 2, 3 ms against 3, 2, 1) give ratios 1/3, 1 and 3 and a correlation of -1."""
+    import pytest
+
+    from benchmarks.stability import summarize
+
+    def windows(ours, theirs):
+        return [{"minicnn": a, "torch": b, "fma_1": 100.0, "fma_all": fma, "steal": k}
+                for k, (a, b, fma) in enumerate(zip(ours, theirs, (200.0, 120.0, 230.0, 210.0)))]
+
+    together = summarize(windows([2, 4, 6, 8], [4, 8, 12, 16]))
+    assert together["minicnn"] == (2, 5, 8) and together["torch"] == (4, 10, 16)
+    assert together["ratio"] == (0.5,) * 5 and together["correlation"] == pytest.approx(1.0)
+    assert together["fma_all"] == (120, 205, 230) and together["steal"] == 0 + 1 + 2 + 3
+    against = summarize(windows([1, 2, 3], [3, 2, 1]))
+    assert against["ratio"][0] == pytest.approx(1 / 3) and against["ratio"][2] == 1 and against["ratio"][4] == 3
+    assert against["correlation"] == pytest.approx(-1.0)
+
+
+def test_stability_runs_a_window_and_refuses_bad_arguments(capsys):
+    """``python -m benchmarks.stability --windows 1`` prints its header, one window's line with both
+    engines' steps, and the summary; a window count of 0 is refused by name."""
+    import pytest
+
+    from benchmarks import stability
+    summary = stability.main(["--model", "article", "--batch", "1", "--windows", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("article, training step at batch 1"), lines
+    assert "step minicnn" in lines[1] and "torch" in lines[1] and lines[2].startswith("1 windows:"), lines
+    assert summary["minicnn"][0] > 0 and summary["torch"][0] > 0 and summary["steal"] >= 0
+    with pytest.raises(SystemExit):
+        stability.main(["--windows", "0"])
+    assert "--windows and --batch must be at least 1" in capsys.readouterr().err
