@@ -2,8 +2,9 @@
 machine's speed moves while one process runs.
 
 In one process, window after window (``--pause`` seconds apart): the multiply-add loop's GFLOP/s on
-one thread and on every thread (``machine.fma_peak_gflops``, the best of 5 short runs), the median
-of 10 training steps of a seed model in minicnn and then of 10 in torch, and the steal time that
+one thread and on every thread (``machine.fma_peak_gflops``, the best of 5 short runs), the medians
+of 10 training steps of a seed model in minicnn and 10 in torch, taking turns
+(``conv_layers.alternating_medians``), and the steal time that
 Linux reports for the machine's vCPUs over the window (``/proc/stat``, in jiffies: time the
 hypervisor gave to something else). One line per window, then a summary: each engine's range, the
 range of the per-window ratio, and the correlation of the two engines' times across windows.
@@ -21,6 +22,7 @@ import torch
 import minicnn as mc
 
 from .cases import SEED_MODELS, ModelPair
+from .conv_layers import alternating_medians
 from .machine import fma_peak_gflops
 
 
@@ -40,20 +42,12 @@ def _read_steal():
         return steal_jiffies(stat.read())
 
 
-def _median_ms(step, calls):
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
-
-
 def measure_window(pair, steps=10, fma_steps=300_000):
     """One window: {"fma_1": GFLOP/s, "fma_all": GFLOP/s, "minicnn": ms, "torch": ms, "steal": jiffies}."""
     before = _read_steal()
-    window = {"fma_1": fma_peak_gflops(threads=1, steps=fma_steps), "fma_all": fma_peak_gflops(steps=fma_steps),
-              "minicnn": _median_ms(pair.train_step, steps), "torch": _median_ms(pair.train_step_torch, steps)}
+    window = {"fma_1": fma_peak_gflops(threads=1, steps=fma_steps), "fma_all": fma_peak_gflops(steps=fma_steps)}
+    window["minicnn"], window["torch"], _ = alternating_medians(pair.train_step, pair.train_step_torch,
+                                                                blocks=steps, calls=1)
     window["steal"] = _read_steal() - before
     return window
 
@@ -92,7 +86,7 @@ def main(argv=None):
     for _ in range(3):
         pair.train_step()
         pair.train_step_torch()
-    print(f"{args.model}, training step at batch {args.batch}, {threads} threads; medians of 10 steps per window")
+    print(f"{args.model}, training step at batch {args.batch}, {threads} threads; medians of 10 steps per window, the engines taking turns")
     windows = []
     for index in range(args.windows):
         if index:
