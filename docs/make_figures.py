@@ -633,7 +633,7 @@ def under_load_figure(out_dir, numbers):
     from benchmarks.machines import MODELS, UNDER_LOAD as column
     labels, runs = _machine_runs(measured=column)
     fig, axes = plt.subplots(1, len(MODELS), figsize=(13, 4.4), sharey=True)
-    series = {model: dict(minicnn=[run[column][i][0] for run in runs], torch=[run[column][i][1] for run in runs])
+    series = {model: dict(minicnn=[run[column][i].value for run in runs], torch=[run[column][i].target for run in runs])
               for i, model in enumerate(MODELS)}
     for ax, model in zip(axes, MODELS):
         _machine_bars(ax, labels, series[model], f"{model}: training step, batch 64")
@@ -650,7 +650,7 @@ def per_machine_figure(out_dir, numbers):
     from benchmarks.machines import MODELS
     labels, runs = _machine_runs()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
-    series = {column: {m: [run[column][i][0] for run in runs] for i, m in enumerate(MODELS)}
+    series = {column: {m: [run[column][i].value for run in runs] for i, m in enumerate(MODELS)}
               for column in ("train b64", "infer b1")}
     _machine_bars(axes[0], labels, series["train b64"], "training step, batch 64 (target: at most 1.0)")
     _machine_bars(axes[1], labels, series["infer b1"], "inference, batch 1 (target: below 1.0)")
