@@ -76,15 +76,17 @@ def _ratio(row):
     return row["minicnn"]["median"] / row["torch"]["median"]
 
 
-def _model_ratio(rows, model, phase, batch):
-    row, = (r for r in rows if (r["kind"], r["name"], r["phase"], r["batch"]) == ("model", model, phase, batch))
-    return _ratio(row)
+def _model_ratios(rows, model, phase, batch):
+    """``[minicnn / torch]`` of ``model``'s row, or ``[]`` if the run has none (``--quick`` has no batch 256)."""
+    return [_ratio(r) for r in rows if (r["kind"], r["name"], r["phase"], r["batch"]) == ("model", model, phase, batch)]
 
 
 def _slowest_convolution(rows, phase, batch=64):
-    """The largest minicnn / torch of the seed models' convolution layers, in ``phase``, at ``batch``."""
-    return max(_ratio(r) for r in rows
-               if (r["kind"], r["phase"], r["batch"]) == ("layer", phase, batch) and r["name"].startswith("Conv2d "))
+    """``[the largest minicnn / torch of the seed models' convolution layers]`` in ``phase`` at ``batch``,
+    or ``[]``."""
+    ratios = [_ratio(r) for r in rows
+              if (r["kind"], r["phase"], r["batch"]) == ("layer", phase, batch) and r["name"].startswith("Conv2d ")]
+    return [max(ratios)] if ratios else []
 
 
 def _slowest_import_order(rows, model):
@@ -106,9 +108,9 @@ def summary(results):
                                        ("infer b1", "inference", 1, BELOW),
                                        ("infer b64", "inference", 64, AT_MOST),
                                        ("infer b256", "inference", 256, AT_MOST)):
-        out[column] = [Measured(m, _model_ratio(rows, m, phase, batch), 1.0, rule) for m in MODELS]
-    out["slowest conv b64, fwd / bwd"] = [Measured(p, _slowest_convolution(rows, p), 1.2, AT_MOST)
-                                         for p in ("forward", "backward")]
+        out[column] = [Measured(m, ratio, 1.0, rule) for m in MODELS for ratio in _model_ratios(rows, m, phase, batch)]
+    out["slowest conv b64, fwd / bwd"] = [Measured(p, ratio, 1.2, AT_MOST)
+                                         for p in ("forward", "backward") for ratio in _slowest_convolution(rows, p)]
     memory = results.get("memory", {})
     out["memory b256"] = [Measured(m, memory[m]["minicnn"]["peak_mb"] / memory[m]["torch"]["peak_mb"], 1.5, AT_MOST)
                           for m in MODELS if m in memory]
