@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.machine import cpu_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -234,8 +236,9 @@ def test_the_machines_table_bolds_exactly_the_missed_targets(tmp_path):
                       "0.50 / **1.01** |")
 
 
-def test_check_names_each_missed_target_and_fails(tmp_path):
-    """``--check`` gives a line per measured value, and its exit code says whether a target was missed."""
+def test_check_exits_1_when_a_target_is_missed_and_refuses_what_it_cannot_read(tmp_path, capsys):
+    """``--check``'s exit code says whether a target was missed; a missing file, or asking it to update
+    the README too, is a usage error (exit 2) that says what is wrong."""
     import json
 
     from benchmarks.machines import main
@@ -243,6 +246,11 @@ def test_check_names_each_missed_target_and_fails(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps(results))
     assert main(["--check", str(tmp_path / "holds.json")]) == 0
     assert main(["--check", str(tmp_path / "misses.json")]) == 1
+    for argv, message in ((["--check", str(tmp_path / "absent.json")], f"--check: no such file {tmp_path / 'absent.json'}"),
+                          (["--check", str(tmp_path / "holds.json"), "--update-readme"], "it does not update the README")):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_check_lines_say_what_misses_and_by_which_rule():
